@@ -1,0 +1,405 @@
+"""The ``facerec`` command line.
+
+Commands, their names and their JSON fields are a public interface: keep them stable.
+Exit codes: 0 success, 1 a runtime failure (one line on stderr says why), 2 usage error.
+Qt is imported only by the ``gui`` command, so everything else runs headless.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+from app import __version__
+from app.config import Paths, Settings
+from app.log import setup_logging
+from app.pipeline.errors import FacerecError, ImageError, NoFaceError
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called (exit code 2)."""
+
+
+def _err(msg: str) -> None:
+    print(f"facerec: error: {msg}", file=sys.stderr)
+
+
+def _note(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+# -- commands ------------------------------------------------------------------------
+
+def _open_recognizer(args: argparse.Namespace):  # noqa: ANN202 - lazy import keeps --help fast
+    from app.pipeline.recognizer import Recognizer
+
+    return Recognizer.open(args.paths)
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    """Add the largest face of each image to a person."""
+    from app.pipeline.store import normalize_name
+
+    name = normalize_name(args.name)
+    with _open_recognizer(args) as rec:
+        faces, failed = [], 0
+        for path in args.images:
+            try:
+                faces.append(rec.enroll_file(path).face)
+            except (ImageError, NoFaceError) as exc:
+                _err(str(exc))
+                failed += 1
+        if not faces:
+            _err(f"nothing enrolled for {name!r}")
+            return EXIT_FAIL
+        person = rec.enroll(name, [f for f in faces])
+        print(f"enrolled {len(faces)} face(s) for {person.name} ({person.face_count} in total)")
+    return EXIT_FAIL if failed else EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import a folder with one subfolder of photos per person."""
+    from tqdm import tqdm
+
+    from app.pipeline.imageio import IMAGE_SUFFIXES, display_name
+    from app.pipeline.store import normalize_name
+
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise FacerecError(f"{display_name(root)}: not a directory")
+    try:
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError as exc:
+        raise FacerecError(f"{display_name(root)}: cannot list ({exc.strerror})") from None
+    jobs: list[tuple[str, Path]] = []
+    skipped: list[str] = []
+    for folder in folders:
+        try:
+            name = normalize_name(folder.name)
+            files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
+        except (FacerecError, OSError) as exc:
+            skipped.append(f"{display_name(folder)}: {exc}")
+            continue
+        for f in files:
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                jobs.append((name, f))
+            else:
+                skipped.append(f"{display_name(f)}: not an image file")
+    loose = [f for f in root.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+    if loose:
+        _note(f"note: {len(loose)} image(s) directly in {display_name(root)} are ignored; "
+              "put each person's photos in a subfolder named after them")
+    if not jobs:
+        raise FacerecError(f"{display_name(root)}: no photos to import (expected one subfolder "
+                           "of photos per person)")
+    batches: dict[str, list] = {}
+    with _open_recognizer(args) as rec:
+        for name, f in tqdm(jobs, desc="importing", unit="photo", disable=None, file=sys.stderr):
+            try:
+                batches.setdefault(name, []).append(rec.enroll_file(f).face)
+            except (ImageError, NoFaceError) as exc:
+                skipped.append(str(exc))
+        batches = {n: fs for n, fs in batches.items() if fs}
+        if batches:
+            rec.enroll_many(list(batches.items()))
+    added = sum(len(v) for v in batches.values())
+    print(f"imported {added} face(s) for {len(batches)} people; skipped {len(skipped)} file(s)")
+    for line in skipped:
+        _note(f"  skipped {line}")
+    return EXIT_OK if added else EXIT_FAIL
+
+
+def cmd_people(args: argparse.Namespace) -> int:
+    """List enrolled people."""
+    from app.pipeline.store import FaceStore
+
+    with FaceStore(args.paths.ensure().db) as store:
+        people = store.people()
+    if args.json:
+        print(json.dumps([{"name": p.name, "faces": p.face_count,
+                           "created": datetime.fromtimestamp(p.created, timezone.utc).isoformat()}
+                          for p in people], ensure_ascii=False))
+    elif not people:
+        _note("nobody is enrolled yet; add someone with: facerec enroll NAME PHOTO...")
+    else:
+        width = max(len(p.name) for p in people)
+        for p in people:
+            print(f"{p.name:<{width}}  {p.face_count} face(s)")
+    return EXIT_OK
+
+
+def cmd_rename(args: argparse.Namespace) -> int:
+    """Rename a person."""
+    with _open_recognizer(args) as rec:
+        person = rec.rename(args.old, args.new)
+    print(f"renamed to {person.name}")
+    return EXIT_OK
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    """Delete a person and all their faces."""
+    with _open_recognizer(args) as rec:
+        person = rec.remove(args.name)
+    print(f"removed {person.name} and {person.face_count} face(s)")
+    return EXIT_OK
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    """Name every face in each image."""
+    from app.pipeline.imageio import display_name, load_image
+
+    results, failed = [], 0
+    with _open_recognizer(args) as rec:
+        for path in args.images:
+            entry: dict[str, object] = {"image": display_name(path)}
+            try:
+                res = rec.process(load_image(path))
+            except ImageError as exc:
+                _err(str(exc))
+                entry["faces"], entry["error"] = [], str(exc)
+                failed += 1
+            else:
+                entry["faces"] = [f.to_json() for f in res.faces]
+                if not args.json:
+                    _print_faces(display_name(path), res.faces)
+            results.append(entry)
+    if args.json:
+        print(json.dumps(results, ensure_ascii=False))
+    return EXIT_FAIL if failed else EXIT_OK
+
+
+def _print_faces(label: str, faces: Sequence) -> None:  # type: ignore[type-arg]
+    if not faces:
+        print(f"{label}: no face found")
+    for f in faces:
+        x, y, w, h = f.box
+        who = f.name if f.name is not None else "Unknown"
+        print(f"{label}: {who} (similarity {f.similarity:.3f}) at x={x} y={y} w={w} h={h}")
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Run recognition on a camera, video file or stream."""
+    from app.pipeline.sources import LatestFrameGrabber, VideoSource
+
+    settings = Settings.load(args.paths.settings)
+    source = VideoSource(args.source, settings.camera_width, settings.camera_height)
+    names: Counter[str] = Counter()
+    frames = faces = unknown = 0
+    t0 = time.perf_counter()
+    interrupted = False
+    with _open_recognizer(args) as rec:
+        grabber = LatestFrameGrabber(source) if source.is_live else None
+        try:
+            while args.max_frames is None or frames < args.max_frames:
+                frame = grabber.latest() if grabber else source.read()
+                if frame is None:
+                    break
+                res = rec.process(frame, frames)
+                if args.json:
+                    print(json.dumps({"frame": frames, "faces": [f.to_json() for f in res.faces]},
+                                     ensure_ascii=False), flush=True)
+                frames += 1
+                faces += len(res.faces)
+                for f in res.faces:
+                    if f.name is None:
+                        unknown += 1
+                    else:
+                        names[f.name] += 1
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            (grabber or source).close()
+    dt = time.perf_counter() - t0
+    fps = frames / dt if dt > 0 else 0.0
+    _note(f"{frames} frame(s) in {dt:.1f} s ({fps:.1f} fps processed; source "
+          f"{source.fps:.1f} fps); {faces} face(s), {unknown} unknown"
+          + ("; interrupted" if interrupted else ""))
+    for name, n in names.most_common():
+        _note(f"  {name}: {n} frame(s)")
+    return EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Face verification metrics on a labelled pairs file."""
+    from tqdm import tqdm
+
+    from app.pipeline.detector import FaceDetector
+    from app.pipeline.embedder import FaceEmbedder
+    from app.pipeline.evaluate import plot_report, read_pairs, verify_pairs
+    from app.pipeline.imageio import load_image
+    from app.pipeline.recognizer import largest_face_embedding
+
+    pairs_path = Path(args.pairs)
+    pairs = read_pairs(pairs_path)
+    images = Path(args.images) if args.images else pairs_path.parent
+    if not images.is_dir():
+        raise FacerecError(f"{images}: not a directory")
+    settings = Settings.load(args.paths.settings)
+    detector = FaceDetector(settings.detection_confidence)
+    embedder = FaceEmbedder(settings.threads)
+    bar = tqdm(total=0, desc="embedding", unit="image", disable=None, file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        report = verify_pairs(
+            pairs, images, lambda p: largest_face_embedding(detector, embedder, load_image(p)),
+            progress)
+    finally:
+        bar.close()
+        detector.close()
+    if args.plot:
+        plot_report(report, Path(args.plot))
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        print(f"pairs            {report.scored_pairs} scored of {report.pairs} "
+              f"({report.same_pairs} same, {report.different_pairs} different)")
+        print(f"ROC AUC          {report.auc:.4f}")
+        print(f"best accuracy    {report.best_accuracy:.4f} at threshold {report.best_threshold:.3f}")
+        print(f"TAR @ FAR=1%     {report.tar_at_far_1pct:.4f} at threshold "
+              f"{report.threshold_far_1pct:.3f}")
+        print(f"no face found    {len(report.no_face)}"
+              + (f": {', '.join(report.no_face)}" if report.no_face else ""))
+        if report.unreadable:
+            print(f"unreadable       {', '.join(report.unreadable)}")
+        if args.plot:
+            print(f"plot written to  {args.plot}")
+    return EXIT_OK
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    """Start the desktop app."""
+    try:
+        from app.ui.app import run
+    except ImportError as exc:
+        _err(f"the desktop app is not available in this installation ({exc})")
+        return EXIT_USAGE
+    return int(run(args.paths, source=getattr(args, "source", None)))
+
+
+# -- parser --------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        _err(message)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (public so tests and docs can introspect it)."""
+    p = _Parser(prog="facerec", description="On-device face recognition.")
+    p.add_argument("--version", action="version", version=f"facerec {__version__}")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="where the store lives (default: $FACEREC_HOME, else the user data dir)")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    s = sub.add_parser("enroll", help="add the largest face of each image to NAME")
+    s.add_argument("name", metavar="NAME")
+    s.add_argument("images", metavar="IMAGE", nargs="+")
+    s.set_defaults(func=cmd_enroll)
+
+    s = sub.add_parser("import", help="import DIR with one subfolder of photos per person")
+    s.add_argument("dir", metavar="DIR")
+    s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("people", help="list enrolled people")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=cmd_people)
+
+    s = sub.add_parser("rename", help="rename a person")
+    s.add_argument("old", metavar="OLD")
+    s.add_argument("new", metavar="NEW")
+    s.set_defaults(func=cmd_rename)
+
+    s = sub.add_parser("remove", help="delete a person and all their faces")
+    s.add_argument("name", metavar="NAME")
+    s.set_defaults(func=cmd_remove)
+
+    s = sub.add_parser("identify", help="name the faces in images")
+    s.add_argument("images", metavar="IMAGE", nargs="+")
+    s.add_argument("--json", action="store_true", help="print one JSON array")
+    s.set_defaults(func=cmd_identify)
+
+    s = sub.add_parser("watch", help="recognise faces in a camera, video file or stream")
+    s.add_argument("source", metavar="SOURCE", help="camera index, video file or stream URL")
+    s.add_argument("--json", action="store_true", help="one JSON object per frame")
+    s.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
+    s.set_defaults(func=cmd_watch)
+
+    s = sub.add_parser("eval", help="verification metrics on a pairs file")
+    s.add_argument("pairs", metavar="PAIRS.csv")
+    s.add_argument("--images", metavar="DIR", help="image folder (default: the CSV's folder)")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.add_argument("--plot", metavar="FILE.png", help="write the ROC curve and histograms")
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("gui", help="start the desktop app (the default)")
+    s.add_argument("--source", metavar="SRC", help="camera index, video file or stream URL")
+    s.set_defaults(func=cmd_gui)
+    return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.paths = Paths.resolve(args.data_dir)
+    except (OSError, RuntimeError) as exc:
+        _err(f"cannot resolve the data directory: {exc}")
+        return EXIT_FAIL
+    if args.command is None:
+        args.func = cmd_gui
+    # Commands that change the store keep a log file in the data directory; the GUI sets
+    # up its own; read-only commands only print.
+    writes = args.command in ("enroll", "import", "rename", "remove")
+    setup_logging(args.paths.logs if writes else None, args.verbose)
+    try:
+        return int(args.func(args))
+    except FacerecError as exc:
+        _err(str(exc))
+        return EXIT_FAIL
+    except UsageError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except BrokenPipeError:
+        # stdout closed early (e.g. piped into head): not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except Exception as exc:  # a bug: log it fully, tell the user one line
+        log.debug("unexpected error", exc_info=True)
+        _err(f"unexpected {type(exc).__name__}: {exc} (run with -vv for details)")
+        if args.verbose >= 2:
+            raise
+        return EXIT_FAIL

@@ -1,0 +1,155 @@
+"""Where facerec keeps its files, and the user's settings.
+
+Every root is injectable (STYLE.md section 3): ``--data-dir`` wins, then the
+``FACEREC_HOME`` environment variable, then the platform's user data directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from app import APP_NAME
+
+log = logging.getLogger(__name__)
+
+ENV_HOME = "FACEREC_HOME"
+SETTINGS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The files of one facerec data directory.
+
+    Parameters
+    ----------
+    root : Path
+        The data directory; it holds the store, the index, settings and logs.
+    """
+
+    root: Path
+
+    @classmethod
+    def resolve(cls, data_dir: str | os.PathLike[str] | None = None) -> Paths:
+        """Pick the data directory: explicit argument, ``FACEREC_HOME``, platform default."""
+        if data_dir:
+            root = Path(data_dir)
+        elif os.environ.get(ENV_HOME):
+            root = Path(os.environ[ENV_HOME])
+        else:
+            import platformdirs
+
+            root = Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+        return cls(root.expanduser().absolute())
+
+    @property
+    def db(self) -> Path:
+        """The SQLite face store, the source of truth."""
+        return self.root / "faces.db"
+
+    @property
+    def index(self) -> Path:
+        """The persisted HNSW index; rebuilt from the store whenever it disagrees."""
+        return self.root / "faces.hnsw"
+
+    @property
+    def settings(self) -> Path:
+        """User settings as JSON."""
+        return self.root / "settings.json"
+
+    @property
+    def logs(self) -> Path:
+        """Directory of rotating log files."""
+        return self.root / "logs"
+
+    def ensure(self) -> Paths:
+        """Create the data directory (owner-only: it holds biometric data)."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            os.chmod(self.root, 0o700)
+        except OSError:  # pragma: no cover - e.g. a directory owned by someone else
+            log.warning("could not restrict permissions of %s", self.root)
+        return self
+
+
+# The match threshold below is calibrated on the 300 labelled pairs of the shared
+# verification set; see README.md "Threshold" and `facerec eval`.
+DEFAULT_MATCH_THRESHOLD = 0.50
+
+
+@dataclass
+class Settings:
+    """User-tunable settings; stored as JSON in the data directory.
+
+    Attributes
+    ----------
+    match_threshold : float
+        Cosine similarity a person's score must reach to be named; below it, Unknown.
+    detection_confidence : float
+        Minimum face detector score.
+    search : str
+        ``"auto"`` (exact for small galleries, HNSW above), ``"exact"`` or ``"hnsw"``.
+    camera_width, camera_height : int
+        Requested camera resolution (the camera may pick the nearest it supports).
+    threads : int
+        Inference threads for the embedder; 0 picks the number of cores.
+    """
+
+    match_threshold: float = DEFAULT_MATCH_THRESHOLD
+    detection_confidence: float = 0.5
+    search: str = "auto"
+    camera_width: int = 1280
+    camera_height: int = 720
+    threads: int = 0
+
+    def validated(self) -> Settings:
+        """Return a copy with every field clamped to its legal range."""
+        s = Settings(**asdict(self))
+        s.match_threshold = min(max(float(s.match_threshold), -1.0), 1.0)
+        s.detection_confidence = min(max(float(s.detection_confidence), 0.05), 0.99)
+        if s.search not in ("auto", "exact", "hnsw"):
+            s.search = "auto"
+        s.camera_width = min(max(int(s.camera_width), 160), 7680)
+        s.camera_height = min(max(int(s.camera_height), 120), 4320)
+        s.threads = min(max(int(s.threads), 0), 64)
+        return s
+
+    @classmethod
+    def load(cls, path: Path) -> Settings:
+        """Read settings, dropping unknown or malformed keys with a warning.
+
+        A broken settings file never blocks start-up (as pymmcore-gui does).
+        """
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return cls()
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable settings file %s: %s", path, exc)
+            return cls()
+        if not isinstance(raw, dict):
+            log.warning("ignoring settings file %s: not a JSON object", path)
+            return cls()
+        good: dict[str, Any] = {}
+        defaults = cls()
+        for f in fields(cls):
+            if f.name not in raw:
+                continue
+            value, default = raw[f.name], getattr(defaults, f.name)
+            try:
+                good[f.name] = type(default)(value)
+            except (TypeError, ValueError):
+                log.warning("ignoring setting %s=%r", f.name, value)
+        return cls(**good).validated()
+
+    def save(self, path: Path) -> None:
+        """Write atomically, so a crash never leaves a half-written file."""
+        data = {"version": SETTINGS_VERSION, **asdict(self.validated())}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)

@@ -1,0 +1,35 @@
+"""Exceptions whose message is fit to show to a user as it is."""
+
+from __future__ import annotations
+
+
+class FacerecError(Exception):
+    """Base class: ``str(exc)`` is a one-line, user-facing reason."""
+
+
+class ImageError(FacerecError):
+    """An image file cannot be read or decoded."""
+
+
+class NoFaceError(FacerecError):
+    """An image was read but holds no usable face."""
+
+
+class ModelError(FacerecError):
+    """A model file is missing, truncated, altered or cannot be loaded."""
+
+
+class StoreError(FacerecError):
+    """The face store cannot be opened, read or written."""
+
+
+class StoreBusyError(StoreError):
+    """Another process holds the store's write lock for too long."""
+
+
+class PersonError(FacerecError):
+    """A person's name is invalid, unknown, or already taken."""
+
+
+class SourceError(FacerecError):
+    """A camera, video file or stream cannot be opened or read."""

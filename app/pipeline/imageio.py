@@ -1,0 +1,115 @@
+"""Reading photos robustly: any path, any common format, never a traceback.
+
+Pillow decodes still images because it refuses what OpenCV silently accepts: a
+truncated JPEG raises instead of returning a half-grey picture, and the image size is
+known from the header before any pixels are decoded, so a decompression bomb is refused
+cheaply. EXIF orientation is applied so a phone photo is upright.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from app.pipeline.errors import ImageError
+
+log = logging.getLogger(__name__)
+
+#: Largest image accepted, in pixels (a 100-megapixel photo is fine; a bomb is not).
+MAX_PIXELS = 100_000_000
+#: Largest file accepted, in bytes.
+MAX_FILE_BYTES = 200 * 1024 * 1024
+
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm", ".jfif"}
+)
+
+
+def display_name(path: str | Path) -> str:
+    """Render a path for a message, even when its bytes are not valid UTF-8."""
+    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image file as an RGB ``uint8`` array of shape (H, W, 3).
+
+    Raises
+    ------
+    ImageError
+        With a one-line reason naming the file: missing, a directory, unreadable,
+        empty, too large, not an image, truncated or corrupt.
+    """
+    p = Path(path)
+    name = display_name(p)
+    try:
+        if p.is_dir():
+            raise ImageError(f"{name}: is a directory, not an image")
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ImageError(f"{name}: file too large ({size / 2**20:.0f} MiB)")
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"{name}: no such file") from None
+    except PermissionError:
+        raise ImageError(f"{name}: permission denied") from None
+    except OSError as exc:
+        raise ImageError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    return decode_image(data, name)
+
+
+def decode_image(data: bytes, name: str = "image") -> np.ndarray:
+    """Decode encoded image bytes to RGB ``uint8`` (H, W, 3); see `load_image`."""
+    if not data:
+        raise ImageError(f"{name}: empty file")
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; we check ourselves.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+                if w <= 0 or h <= 0:
+                    raise ImageError(f"{name}: image has no pixels")
+                if w * h > MAX_PIXELS:
+                    raise ImageError(
+                        f"{name}: image too large ({w}x{h} pixels; the limit is "
+                        f"{MAX_PIXELS // 1_000_000} megapixels)"
+                    )
+                im.load()
+                im = ImageOps.exif_transpose(im) or im
+                return _to_rgb8(im)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image, or an unsupported format") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"{name}: image too large (decompression bomb)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "truncated" in reason.lower():
+            reason = "file is truncated"
+        raise ImageError(f"{name}: corrupt image ({reason})") from None
+
+
+def _to_rgb8(im: Image.Image) -> np.ndarray:
+    """Convert any Pillow mode to 8-bit RGB, scaling high bit depths instead of clipping."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        if im.mode.startswith("I;16") or (im.mode == "I" and hi > 255):
+            a = a / 257.0 if hi > 255 else a
+        elif hi > lo and (hi > 255 or lo < 0):
+            a = (a - lo) * (255.0 / (hi - lo))
+        grey = np.clip(a + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        # Composite on mid-grey: transparent pixels often hold arbitrary colours.
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (128, 128, 128, 255))
+        im = Image.alpha_composite(background, rgba)
+    rgb = im.convert("RGB")
+    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))

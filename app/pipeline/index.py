@@ -1,0 +1,292 @@
+"""Nearest-neighbour search over enrolled faces, and the per-person match decision.
+
+Two search paths share one decision rule:
+
+* **exact**: one matrix-vector product over every stored embedding. For a small gallery
+  it is as fast as any index and has perfect recall.
+* **HNSW** (hnswlib, cosine): the candidates it returns are re-ranked with the exact
+  float32 vectors, so only recall, never the score, depends on the graph.
+
+The HNSW graph is persisted beside the store together with the store *generation* it
+reflects and a checksum; a missing, stale or unreadable file is rebuilt from the store,
+which is the source of truth.
+
+Matching is per person, not per nearest face: a person's score is the mean of their
+best ``m`` similarities, where ``m`` grows with the number of photos they have. A
+person enrolled with ten photos therefore cannot be claimed by a stranger who happens to
+resemble one bad photo, while a person with one photo is matched on that photo alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import hnswlib
+import numpy as np
+
+from app.pipeline.store import EMBEDDING_DIM, Gallery
+
+log = logging.getLogger(__name__)
+
+INDEX_FORMAT = 1
+#: Below this many faces, "auto" search is exact (a brute-force scan is then as fast).
+EXACT_SEARCH_LIMIT = 4096
+#: Nearest faces fetched per query before grouping by person.
+CANDIDATES = 64
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 200
+HNSW_EF_SEARCH = 128
+#: Up to this size a delete rebuilds the graph instead of marking vectors deleted.
+REBUILD_ON_DELETE_LIMIT = 20_000
+
+
+def faces_per_decision(n_faces: int) -> int:
+    """How many of a person's best similarities are averaged into their score.
+
+    One per four photos, at most five: 1-4 photos -> 1, 5-8 -> 2, 9-12 -> 3, ...
+    """
+    return max(1, min(5, (n_faces + 3) // 4))
+
+
+@dataclass(frozen=True)
+class Match:
+    """The best person for one query face (before thresholding)."""
+
+    person_id: int | None
+    name: str | None
+    similarity: float  # the person's aggregated score; -1 when the gallery is empty
+    runner_up: float  # the next person's score, -1 if none
+
+
+NO_MATCH = Match(None, None, -1.0, -1.0)
+
+
+class FaceIndex:
+    """In-memory gallery (exact vectors) plus an hnswlib graph over the same faces.
+
+    Parameters
+    ----------
+    gallery : Gallery
+        Snapshot of the store.
+    path : Path or None
+        Where the HNSW graph is persisted; None keeps it in memory only.
+    search : {"auto", "exact", "hnsw"}
+        Which search path to use.
+    threads : int
+        Threads hnswlib may use to build the graph.
+    """
+
+    def __init__(
+        self, gallery: Gallery, path: Path | None = None, search: str = "auto", threads: int = 1
+    ) -> None:
+        self.path = Path(path) if path is not None else None
+        self.search_mode = search
+        self.threads = max(1, threads)
+        self.generation = gallery.generation
+        self._ids = gallery.face_ids.astype(np.int64, copy=True)
+        self._pids = gallery.person_ids.astype(np.int64, copy=True)
+        self._vecs = np.ascontiguousarray(gallery.embeddings, dtype=np.float32)
+        self._names = dict(gallery.names)
+        self._recount()
+        self._hnsw: hnswlib.Index | None = None
+        self._hnsw_dirty = False
+        if self.path is None or not self._load():
+            self._build()
+            self.save()
+
+    # -- bookkeeping ------------------------------------------------------------
+    def _recount(self) -> None:
+        uniq, counts = np.unique(self._pids, return_counts=True)
+        self._counts = {int(p): int(c) for p, c in zip(uniq, counts)}
+
+    def __len__(self) -> int:
+        return int(self._ids.size)
+
+    @property
+    def people_count(self) -> int:
+        """Number of people with at least one face."""
+        return len(self._counts)
+
+    @property
+    def names(self) -> dict[int, str]:
+        """Person id -> name."""
+        return dict(self._names)
+
+    def uses_exact(self) -> bool:
+        """Whether queries currently scan every vector."""
+        if self.search_mode == "exact" or self._hnsw is None:
+            return True
+        if self.search_mode == "hnsw":
+            return False
+        return len(self) <= EXACT_SEARCH_LIMIT
+
+    # -- persistence ------------------------------------------------------------
+    def _meta_path(self) -> Path:
+        assert self.path is not None
+        return self.path.with_name(self.path.name + ".json")
+
+    def _load(self) -> bool:
+        """Load the persisted graph if it matches the store exactly; else False."""
+        assert self.path is not None
+        try:
+            meta = json.loads(self._meta_path().read_text(encoding="utf-8"))
+            if (meta.get("format"), meta.get("generation"), meta.get("count")) != (
+                INDEX_FORMAT, self.generation, len(self)):
+                log.info("index %s is stale; rebuilding from the store", self.path)
+                return False
+            data = self.path.read_bytes()
+            if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+                log.warning("index %s fails its checksum; rebuilding from the store", self.path)
+                return False
+            # Checksum verified: hnswlib can now trust the bytes (it does not
+            # validate its input and could crash on a corrupt file).
+            index = hnswlib.Index(space="cosine", dim=EMBEDDING_DIM)
+            index.load_index(str(self.path), max_elements=max(len(self), 1))
+            if index.get_current_count() != meta.get("total"):
+                return False
+        except FileNotFoundError:
+            log.info("no index at %s; building it from the store", self.path)
+            return False
+        except (OSError, ValueError, RuntimeError, TypeError, AttributeError) as exc:
+            log.warning("index %s is unreadable (%s); rebuilding from the store", self.path, exc)
+            return False
+        index.set_ef(HNSW_EF_SEARCH)
+        self._hnsw = index
+        self._hnsw_total = int(meta["total"])
+        return True
+
+    def save(self) -> None:
+        """Persist the graph atomically (temp file + rename), with its metadata."""
+        if self.path is None or self._hnsw is None:
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            self._hnsw.save_index(str(tmp))
+            digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+            meta = {"format": INDEX_FORMAT, "generation": self.generation, "count": len(self),
+                    "total": self._hnsw_total, "sha256": digest}
+            mtmp = self._meta_path().with_suffix(".tmp")
+            mtmp.write_text(json.dumps(meta), encoding="utf-8")
+            os.replace(mtmp, self._meta_path())
+            self._hnsw_dirty = False
+        except OSError as exc:  # a read-only data dir still recognises; it rebuilds next time
+            log.warning("could not save the index to %s: %s", self.path, exc)
+
+    def _build(self) -> None:
+        """Build the HNSW graph from the in-memory vectors."""
+        index = hnswlib.Index(space="cosine", dim=EMBEDDING_DIM)
+        index.init_index(max_elements=max(len(self), 16), ef_construction=HNSW_EF_CONSTRUCTION,
+                         M=HNSW_M)
+        if len(self):
+            index.add_items(self._vecs, self._ids, num_threads=self.threads)
+        index.set_ef(HNSW_EF_SEARCH)
+        self._hnsw = index
+        self._hnsw_total = len(self)
+        log.info("built HNSW index over %d faces", len(self))
+
+    # -- changes ----------------------------------------------------------------
+    def add(self, face_ids: np.ndarray, person_id: int, name: str, embeddings: np.ndarray,
+            generation: int) -> None:
+        """Add newly stored faces of one person (ids are larger than any present)."""
+        ids = np.asarray(face_ids, dtype=np.int64)
+        vecs = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1, EMBEDDING_DIM)
+        vecs = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+        self._ids = np.concatenate([self._ids, ids])
+        self._pids = np.concatenate([self._pids, np.full(ids.size, person_id, dtype=np.int64)])
+        self._vecs = np.concatenate([self._vecs, vecs]) if len(self._vecs) else vecs
+        self._names[person_id] = name
+        self._counts[person_id] = self._counts.get(person_id, 0) + int(ids.size)
+        if self._hnsw is not None:
+            need = self._hnsw_total + ids.size
+            if need > self._hnsw.get_max_elements():
+                self._hnsw.resize_index(max(need, 2 * self._hnsw.get_max_elements()))
+            self._hnsw.add_items(vecs, ids, num_threads=self.threads)
+            self._hnsw_total = need
+        self.generation = generation
+        self._hnsw_dirty = True
+
+    def remove_person(self, person_id: int, generation: int) -> None:
+        """Forget a person and all their faces."""
+        keep = self._pids != person_id
+        gone = self._ids[~keep]
+        self._ids, self._pids, self._vecs = self._ids[keep], self._pids[keep], self._vecs[keep]
+        self._names.pop(person_id, None)
+        self._counts.pop(person_id, None)
+        self.generation = generation
+        self._hnsw_dirty = True
+        if len(self) <= REBUILD_ON_DELETE_LIMIT:
+            # hnswlib only marks deleted vectors; they would stay in the graph file. A
+            # rebuild is cheap at this size and leaves no trace of the person on disk.
+            self._build()
+        elif self._hnsw is not None:
+            for label in gone:
+                self._hnsw.mark_deleted(int(label))
+
+    def rename(self, person_id: int, name: str, generation: int) -> None:
+        """Change a person's display name."""
+        self._names[person_id] = name
+        self.generation = generation
+        self._hnsw_dirty = True
+
+    def flush(self) -> None:
+        """Save the graph if it changed since the last save."""
+        if self._hnsw_dirty:
+            self.save()
+
+    # -- search -----------------------------------------------------------------
+    def candidates(self, queries: np.ndarray, k: int = CANDIDATES) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest faces for each query: (rows into the gallery, cosine similarities).
+
+        Returns arrays of shape (q, k') with k' = min(k, gallery size), best first.
+        """
+        q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, EMBEDDING_DIM)
+        n = len(self)
+        k = min(k, n)
+        if k == 0:
+            return np.empty((q.shape[0], 0), np.int64), np.empty((q.shape[0], 0), np.float32)
+        if self.uses_exact():
+            sims = q @ self._vecs.T  # (q, n)
+            if k < n:
+                rows = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            else:
+                rows = np.broadcast_to(np.arange(n), (q.shape[0], n)).copy()
+        else:
+            assert self._hnsw is not None
+            labels, _ = self._hnsw.knn_query(q, k=k, num_threads=1)
+            rows = np.searchsorted(self._ids, labels.astype(np.int64))
+            # Re-rank with the exact vectors: the score never depends on the graph.
+            sims = np.einsum("qd,qkd->qk", q, self._vecs[rows])
+            order = np.argsort(-sims, axis=1)
+            return np.take_along_axis(rows, order, 1), np.take_along_axis(sims, order, 1)
+        top = np.take_along_axis(sims, rows, 1)
+        order = np.argsort(-top, axis=1)
+        return np.take_along_axis(rows, order, 1), np.take_along_axis(top, order, 1)
+
+    def match(self, queries: np.ndarray) -> list[Match]:
+        """The best *person* for each query embedding, by the per-person rule above."""
+        rows, sims = self.candidates(queries)
+        out = []
+        for r, s in zip(rows, sims):
+            if r.size == 0:
+                out.append(NO_MATCH)
+                continue
+            pids = self._pids[r]
+            floor = float(s[-1])  # every face not fetched scores at most this
+            scores: list[tuple[float, int]] = []
+            for pid in dict.fromkeys(pids.tolist()):  # unique, in rank order
+                m = faces_per_decision(self._counts[pid])
+                best = s[pids == pid][:m]
+                total = float(best.sum()) + floor * (m - best.size)
+                scores.append((total / m, pid))
+            scores.sort(reverse=True)
+            score, pid = scores[0]
+            runner = scores[1][0] if len(scores) > 1 else -1.0
+            out.append(Match(pid, self._names.get(pid), score, runner))
+        return out

@@ -1,0 +1,274 @@
+"""The one `Recognizer` that the CLI, the GUI worker and the tests all use."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from app.config import Paths, Settings
+from app.pipeline.align import align_face, thumbnail_jpeg
+from app.pipeline.detector import FaceDetector
+from app.pipeline.embedder import FaceEmbedder
+from app.pipeline.errors import NoFaceError, PersonError
+from app.pipeline.imageio import display_name, load_image
+from app.pipeline.index import FaceIndex, Match
+from app.pipeline.store import FaceStore, NewFace, Person, normalize_name
+from app.pipeline.types import Detection, FaceResult, FrameResult
+
+log = logging.getLogger(__name__)
+
+#: Smallest face (box height in pixels) accepted for enrollment.
+MIN_ENROLL_FACE_PX = 48
+#: Sharpness floor for enrollment snapshots: variance of the Laplacian of the crop.
+MIN_ENROLL_SHARPNESS = 20.0
+
+
+@dataclass(frozen=True)
+class EnrollFace:
+    """A face ready to store, with the crop it came from (for previews)."""
+
+    face: NewFace
+    crop: np.ndarray
+    detection: Detection
+
+
+def sharpness(crop: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey crop: low means blurred."""
+    grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
+def largest_face_embedding(detector: FaceDetector, embedder: FaceEmbedder,
+                           rgb: np.ndarray) -> np.ndarray | None:
+    """Embedding of the largest face in an image, or None if there is no face."""
+    dets = detector.detect(rgb)
+    if not dets:
+        return None
+    return embedder.embed(align_face(rgb, dets[0]))[0]
+
+
+class Recognizer:
+    """Detect, align, embed and identify faces; enroll and manage people.
+
+    Build it with `Recognizer.open`. It is not thread-safe: one thread owns it (the CLI's
+    main thread, or the GUI's pipeline worker).
+    """
+
+    def __init__(self, detector: FaceDetector, embedder: FaceEmbedder, store: FaceStore,
+                 index: FaceIndex, settings: Settings) -> None:
+        self.detector = detector
+        self.embedder = embedder
+        self.store = store
+        self.index = index
+        self.settings = settings
+
+    @classmethod
+    def open(cls, paths: Paths, settings: Settings | None = None, *,
+             model_dir: Path | None = None) -> Recognizer:
+        """Load the models, open the store and load (or rebuild) the index."""
+        settings = (settings or Settings.load(paths.settings)).validated()
+        paths.ensure()
+        t0 = time.perf_counter()
+        detector = FaceDetector(settings.detection_confidence, model_dir)
+        embedder = FaceEmbedder(settings.threads, model_dir=model_dir)
+        store = FaceStore(paths.db)
+        index = FaceIndex(store.gallery(), paths.index, settings.search, embedder.threads)
+        log.info("recognizer ready in %.0f ms: %d people, %d faces, %d threads",
+                 (time.perf_counter() - t0) * 1000, index.people_count, len(index),
+                 embedder.threads)
+        return cls(detector, embedder, store, index, settings)
+
+    def close(self) -> None:
+        """Release the models and the store."""
+        self.index.flush()
+        self.detector.close()
+        self.store.close()
+
+    def __enter__(self) -> Recognizer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- settings ---------------------------------------------------------------
+    @property
+    def threshold(self) -> float:
+        """Similarity a person's score must reach to be named."""
+        return self.settings.match_threshold
+
+    def apply_settings(self, settings: Settings) -> None:
+        """Take new settings; rebuilds only the parts they affect."""
+        settings = settings.validated()
+        old, self.settings = self.settings, settings
+        if settings.detection_confidence != old.detection_confidence:
+            self.detector.min_confidence = settings.detection_confidence
+        if settings.threads != old.threads:
+            self.embedder = FaceEmbedder(settings.threads)
+        self.index.search_mode = settings.search
+
+    # -- recognition ------------------------------------------------------------
+    def embed_detections(self, rgb: np.ndarray, dets: Sequence[Detection]
+                         ) -> tuple[list[np.ndarray], np.ndarray]:
+        """Aligned crops and their embeddings for the given detections."""
+        crops = [align_face(rgb, d) for d in dets]
+        emb = self.embedder.embed(np.stack(crops)) if crops else np.empty((0, 512), np.float32)
+        return crops, emb
+
+    def decide(self, match: Match) -> str | None:
+        """The name to show for a match, or None (Unknown) below the threshold."""
+        return match.name if match.person_id is not None and match.similarity >= self.threshold else None
+
+    def process(self, rgb: np.ndarray, frame_index: int = 0) -> FrameResult:
+        """Find and identify every face in an RGB ``uint8`` frame.
+
+        Returns
+        -------
+        FrameResult
+            One `FaceResult` per face (largest first) and per-stage timings in ms.
+        """
+        t0 = time.perf_counter()
+        dets = self.detector.detect(rgb)
+        t1 = time.perf_counter()
+        crops = [align_face(rgb, d) for d in dets]
+        t2 = time.perf_counter()
+        emb = self.embedder.embed(np.stack(crops)) if crops else None
+        t3 = time.perf_counter()
+        matches = self.index.match(emb) if emb is not None else []
+        t4 = time.perf_counter()
+        faces = tuple(
+            FaceResult(d.box, d.keypoints, d.score, self.decide(m), m.similarity,
+                       m.person_id if self.decide(m) else None)
+            for d, m in zip(dets, matches)
+        )
+        timings = {"detect": (t1 - t0) * 1e3, "align": (t2 - t1) * 1e3,
+                   "embed": (t3 - t2) * 1e3, "search": (t4 - t3) * 1e3,
+                   "total": (t4 - t0) * 1e3}
+        h, w = rgb.shape[:2]
+        return FrameResult(faces, (w, h), timings, frame_index)
+
+    # -- enrollment -------------------------------------------------------------
+    def enroll_face(self, rgb: np.ndarray, source: str = "", *, require_single: bool = False,
+                    check_quality: bool = False) -> EnrollFace:
+        """Prepare the largest face of an image for enrollment (nothing is stored).
+
+        Parameters
+        ----------
+        rgb : ndarray
+            The image.
+        source : str
+            Where it came from (a file name, or "camera").
+        require_single : bool
+            Refuse unless exactly one face is visible (live snapshots).
+        check_quality : bool
+            Refuse faces that are too small or blurred.
+
+        Raises
+        ------
+        NoFaceError
+            With the reason the image cannot be used.
+        """
+        dets = self.detector.detect(rgb)
+        if not dets:
+            raise NoFaceError("no face found")
+        if require_single and len(dets) > 1:
+            raise NoFaceError(f"{len(dets)} faces in view; exactly one is needed")
+        det = dets[0]
+        if check_quality and det.box[3] < MIN_ENROLL_FACE_PX:
+            raise NoFaceError(f"face too small ({det.box[3]} px high; at least "
+                              f"{MIN_ENROLL_FACE_PX} px needed): come closer")
+        crops, emb = self.embed_detections(rgb, [det])
+        if check_quality and sharpness(crops[0]) < MIN_ENROLL_SHARPNESS:
+            raise NoFaceError("face too blurred: hold still")
+        return EnrollFace(NewFace(emb[0], thumbnail_jpeg(crops[0]), source), crops[0], det)
+
+    def enroll_file(self, path: str | Path) -> EnrollFace:
+        """Read an image file and prepare its largest face (see `enroll_face`).
+
+        Raises
+        ------
+        ImageError, NoFaceError
+            Naming the file.
+        """
+        rgb = load_image(path)
+        try:
+            return self.enroll_face(rgb, source=display_name(Path(path).name))
+        except NoFaceError as exc:
+            raise NoFaceError(f"{display_name(path)}: {exc}") from None
+
+    def _sync_index(self, expected_generation: int) -> bool:
+        """True if the index is exactly one change behind the store (ours)."""
+        if self.store.generation == expected_generation and self.index.generation == expected_generation - 1:
+            return True
+        log.info("store changed outside this process; reloading the index")
+        self.reload()
+        return False
+
+    def enroll(self, name: str, faces: Sequence[NewFace], *, new_person: bool = False) -> Person:
+        """Store faces for a person in one transaction and make them searchable at once.
+
+        Parameters
+        ----------
+        new_person : bool
+            Refuse if *name* is already enrolled (adding to someone is explicit).
+        """
+        gen0 = self.store.generation
+        pid, ids = self.store.add_faces(name, faces, must_be_new=new_person)
+        person = self.store.person(name)
+        assert person is not None
+        if self._sync_index(gen0 + 1):
+            self.index.add(np.array(ids), pid, person.name,
+                           np.stack([f.embedding for f in faces]), gen0 + 1)
+            self.index.flush()
+        return person
+
+    def enroll_many(self, batches: Sequence[tuple[str, Sequence[NewFace]]]) -> dict[str, int]:
+        """Store faces for several people in one transaction (a folder import)."""
+        self.store.add_many(batches)
+        self.reload()
+        counts: dict[str, int] = {}
+        for name, faces in batches:
+            counts[normalize_name(name)] = counts.get(normalize_name(name), 0) + len(faces)
+        return counts
+
+    def rename(self, old: str, new: str) -> Person:
+        """Rename a person; recognition uses the new name immediately."""
+        gen0 = self.store.generation
+        person = self.store.rename(old, new)
+        if self._sync_index(gen0 + 1):
+            self.index.rename(person.id, person.name, gen0 + 1)
+            self.index.flush()
+        return person
+
+    def remove(self, name: str) -> Person:
+        """Delete a person and all their faces from the store and the index."""
+        person = self.store.person(name)
+        if person is None:
+            raise PersonError(f"no person named {normalize_name(name)!r}")
+        gen0 = self.store.generation
+        self.store.remove(name)
+        if self._sync_index(gen0 + 1):
+            self.index.remove_person(person.id, gen0 + 1)
+            self.index.flush()
+        return person
+
+    def people(self) -> list[Person]:
+        """Everyone enrolled, by name."""
+        return self.store.people()
+
+    def reload(self) -> None:
+        """Rebuild the in-memory index from the store (after changes by another process)."""
+        self.index = FaceIndex(self.store.gallery(), self.index.path, self.settings.search,
+                               self.embedder.threads)
+
+    def refresh(self) -> bool:
+        """Reload if another process changed the store; True if it did."""
+        if self.store.generation != self.index.generation:
+            self.reload()
+            return True
+        return False

@@ -1,0 +1,248 @@
+"""Frame sources: a camera, a video file or a network stream, through OpenCV.
+
+Every source yields RGB ``uint8`` frames. Live sources (cameras, streams) are read by a
+background grabber that keeps only the newest frame, so a slow consumer always sees the
+present and never a growing backlog; a video file yields every frame in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from app.pipeline.errors import SourceError
+from app.pipeline.imageio import display_name
+
+log = logging.getLogger(__name__)
+
+#: Consecutive failed reads after which a live source counts as lost.
+LOST_AFTER_FAILURES = 25
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """What the user asked for: a camera index, a file path or a stream URL."""
+
+    kind: str  # "camera" | "file" | "stream"
+    target: int | str
+
+    @classmethod
+    def parse(cls, text: str | int) -> SourceSpec:
+        """Read a source the way the CLI takes it: ``0``, ``clip.mp4`` or ``rtsp://...``."""
+        if isinstance(text, int) or str(text).strip().isdigit():
+            return cls("camera", int(text))
+        s = str(text).strip()
+        if "://" in s:
+            return cls("stream", s)
+        return cls("file", s)
+
+    def describe(self) -> str:
+        """A short label for messages and the window title."""
+        if self.kind == "camera":
+            return f"camera {self.target}"
+        if self.kind == "file":
+            return Path(str(self.target)).name
+        return str(self.target)
+
+
+class VideoSource:
+    """Frames from a camera, file or stream.
+
+    Parameters
+    ----------
+    spec : SourceSpec or str
+        What to open.
+    width, height : int or None
+        Resolution to request from a camera.
+
+    Raises
+    ------
+    SourceError
+        If the source cannot be opened or yields no frame.
+    """
+
+    def __init__(self, spec: SourceSpec | str | int, width: int | None = None,
+                 height: int | None = None) -> None:
+        self.spec = spec if isinstance(spec, SourceSpec) else SourceSpec.parse(spec)
+        self.frames_read = 0
+        self._cap = self._open(width, height)
+        self.fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        if not (0.0 < self.fps < 1000.0):
+            self.fps = 30.0 if self.spec.kind != "file" else 25.0
+        count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.frame_count = count if self.spec.kind == "file" and count > 0 else None
+        first = self._read_raw()
+        if first is None:
+            self._cap.release()
+            raise SourceError(f"{self.spec.describe()}: opened, but it delivers no frames")
+        self._pending: np.ndarray | None = first
+
+    def _open(self, width: int | None, height: int | None) -> cv2.VideoCapture:
+        spec = self.spec
+        if spec.kind == "file":
+            p = Path(str(spec.target))
+            name = display_name(p)
+            if not p.exists():
+                raise SourceError(f"{name}: no such video file")
+            if p.is_dir():
+                raise SourceError(f"{name}: is a directory, not a video")
+            try:
+                with open(p, "rb") as f:
+                    f.read(1)
+            except OSError as exc:
+                raise SourceError(f"{name}: cannot read ({exc.strerror})") from None
+            cap = cv2.VideoCapture(str(p))
+            if not cap.isOpened():
+                raise SourceError(f"{name}: not a video OpenCV can decode")
+        elif spec.kind == "camera":
+            cap = cv2.VideoCapture(int(spec.target))
+            if not cap.isOpened():
+                raise SourceError(f"camera {spec.target} not found or busy")
+            if width and height:
+                cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+                cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        else:
+            cap = cv2.VideoCapture(str(spec.target))
+            if not cap.isOpened():
+                raise SourceError(f"cannot open stream {spec.target}")
+        return cap
+
+    def _read_raw(self) -> np.ndarray | None:
+        try:
+            ok, bgr = self._cap.read()
+        except cv2.error as exc:
+            raise SourceError(f"{self.spec.describe()}: decode error ({exc})") from None
+        if not ok or bgr is None or bgr.size == 0:
+            return None
+        if bgr.ndim == 2:
+            return cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    @property
+    def is_live(self) -> bool:
+        """Cameras and streams run in real time; files do not."""
+        return self.spec.kind != "file"
+
+    def read(self) -> np.ndarray | None:
+        """The next frame, or None when a file has ended.
+
+        Raises
+        ------
+        SourceError
+            When a live source stops delivering frames (camera unplugged, stream cut).
+        """
+        if self._pending is not None:
+            frame, self._pending = self._pending, None
+            self.frames_read += 1
+            return frame
+        if self._cap is None:
+            return None
+        failures = 0
+        while True:
+            frame = self._read_raw()
+            if frame is not None:
+                self.frames_read += 1
+                return frame
+            if not self.is_live:
+                return None
+            failures += 1
+            if failures >= LOST_AFTER_FAILURES:
+                raise SourceError(f"{self.spec.describe()}: lost (no frames)")
+            time.sleep(0.02)
+
+    def rewind(self) -> bool:
+        """Go back to the first frame of a file; False for live sources."""
+        if self.is_live or self._cap is None:
+            return False
+        return bool(self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0))
+
+    def close(self) -> None:
+        """Release the device or file (idempotent)."""
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
+
+    def __enter__(self) -> VideoSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LatestFrameGrabber:
+    """Read a live source on its own thread, keeping only the newest frame.
+
+    A camera buffers frames when nobody reads them; reading on our own schedule would
+    show the past. The grabber reads as fast as the device delivers and overwrites the
+    slot, so `latest` always returns the present (or waits for the next frame).
+    """
+
+    def __init__(self, source: VideoSource) -> None:
+        self.source = source
+        self._cond = threading.Condition()
+        self._frame: np.ndarray | None = None
+        self._seq = 0
+        self._taken = 0
+        self._error: Exception | None = None
+        self._done = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="frame-grabber", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                frame = self.source.read()
+                with self._cond:
+                    if frame is None:
+                        self._done = True
+                        self._cond.notify_all()
+                        return
+                    self._frame, self._seq = frame, self._seq + 1
+                    self._cond.notify_all()
+        except Exception as exc:  # surfaced to the consumer by latest()
+            with self._cond:
+                self._error, self._done = exc, True
+                self._cond.notify_all()
+
+    def latest(self, timeout: float = 5.0) -> np.ndarray | None:
+        """The newest frame not yet returned; None at end. Re-raises a source error."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._seq == self._taken and not self._done:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise SourceError(f"{self.source.spec.describe()}: no frame for {timeout:.0f} s")
+                self._cond.wait(remaining)
+            if self._seq != self._taken:
+                self._taken = self._seq
+                return self._frame
+            if self._error is not None:
+                raise self._error
+            return None
+
+    def close(self) -> None:
+        """Stop reading and release the source."""
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        self.source.close()
+
+
+def list_cameras(max_index: int = 6) -> list[int]:
+    """Indices of the cameras that open and deliver a frame."""
+    found = []
+    for i in range(max_index):
+        cap = cv2.VideoCapture(i)
+        try:
+            if cap.isOpened() and cap.read()[0]:
+                found.append(i)
+        finally:
+            cap.release()
+    return found
