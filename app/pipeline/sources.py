@@ -18,6 +18,7 @@ import numpy as np
 
 from app.pipeline.errors import SourceError
 from app.pipeline.imageio import display_name
+from app.pipeline.native import quiet_native_stderr
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,8 @@ class VideoSource:
             if not cap.isOpened():
                 raise SourceError(f"{name}: not a video OpenCV can decode")
         elif spec.kind == "camera":
-            cap = cv2.VideoCapture(int(spec.target))
+            with quiet_native_stderr():  # OpenCV logs every backend it tries
+                cap = cv2.VideoCapture(int(spec.target))
             if not cap.isOpened():
                 raise SourceError(f"camera {spec.target} not found or busy")
             if width and height:
@@ -239,7 +241,8 @@ def list_cameras(max_index: int = 6) -> list[int]:
     """Indices of the cameras that open and deliver a frame."""
     found = []
     for i in range(max_index):
-        cap = cv2.VideoCapture(i)
+        with quiet_native_stderr():
+            cap = cv2.VideoCapture(i)
         try:
             if cap.isOpened() and cap.read()[0]:
                 found.append(i)
