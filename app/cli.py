@@ -282,6 +282,67 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_self_test(args: argparse.Namespace) -> int:
+    """Check that this installation works: models, inference, a store. Exit 0 only if so."""
+    import tempfile
+
+    import numpy as np
+
+    from app.pipeline.align import CROP_SIZE
+    from app.pipeline.detector import FaceDetector
+    from app.pipeline.embedder import FaceEmbedder
+    from app.pipeline.imageio import load_image
+    from app.pipeline.models import DETECTOR, EMBEDDER, models_dir, verified_model
+    from app.pipeline.recognizer import largest_face_embedding
+    from app.pipeline.store import FaceStore, NewFace
+
+    failures = 0
+
+    def check(label: str, fn) -> object:  # type: ignore[no-untyped-def]
+        nonlocal failures
+        t0 = time.perf_counter()
+        try:
+            value = fn()
+        except Exception as exc:  # report every failure, then the verdict
+            failures += 1
+            print(f"FAIL  {label}: {exc}")
+            return None
+        print(f"ok    {label} ({(time.perf_counter() - t0) * 1000:.0f} ms)")
+        return value
+
+    print(f"facerec {__version__}, models in {models_dir()}")
+    check(f"model {DETECTOR.filename} verified", lambda: verified_model(DETECTOR))
+    check(f"model {EMBEDDER.filename} verified", lambda: verified_model(EMBEDDER))
+    detector = check("face detector loads", FaceDetector)
+    embedder = check("face embedder loads", FaceEmbedder)
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    if detector is not None:
+        check("detection runs on a synthetic 640x480 frame", lambda: detector.detect(frame))
+    if embedder is not None:
+        def synthetic_embedding() -> None:
+            v = embedder.embed(frame[:CROP_SIZE, :CROP_SIZE])
+            if v.shape != (1, 512) or not np.isfinite(v).all() or abs(np.linalg.norm(v) - 1) > 1e-3:
+                raise RuntimeError(f"bad embedding: shape {v.shape}")
+        check("embedding runs on a synthetic 160x160 crop", synthetic_embedding)
+    if args.image and detector is not None and embedder is not None:
+        def real_image() -> None:
+            if largest_face_embedding(detector, embedder, load_image(args.image)) is None:
+                raise RuntimeError(f"no face found in {args.image}")
+        check(f"face found and embedded in {args.image}", real_image)
+
+    def store_round_trip() -> None:
+        with tempfile.TemporaryDirectory() as tmp, FaceStore(Path(tmp) / "faces.db") as store:
+            store.add_faces("Self Test", [NewFace(rng.standard_normal(512).astype(np.float32))])
+            if [p.name for p in store.people()] != ["Self Test"]:
+                raise RuntimeError("store did not read back what was written")
+    check("store opens, writes and reads in a temp dir", store_round_trip)
+    if detector is not None:
+        detector.close()
+    print("self-test passed" if not failures else f"self-test FAILED ({failures} check(s))")
+    return EXIT_OK if not failures else EXIT_FAIL
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
     """Start the desktop app."""
     try:
@@ -349,6 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print JSON")
     s.add_argument("--plot", metavar="FILE.png", help="write the ROC curve and histograms")
     s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("self-test", help="check that models, inference and storage work")
+    s.add_argument("image", metavar="IMAGE", nargs="?", help="also find a face in this photo")
+    s.set_defaults(func=cmd_self_test)
 
     s = sub.add_parser("gui", help="start the desktop app (the default)")
     s.add_argument("--source", metavar="SRC", help="camera index, video file or stream URL")
