@@ -192,6 +192,7 @@ def _print_faces(label: str, faces: Sequence) -> None:  # type: ignore[type-arg]
 def cmd_watch(args: argparse.Namespace) -> int:
     """Run recognition on a camera, video file or stream."""
     from app.pipeline.sources import LatestFrameGrabber, VideoSource
+    from app.pipeline.tracking import FaceTracker
 
     settings = Settings.load(args.paths.settings)
     source = VideoSource(args.source, settings.camera_width, settings.camera_height)
@@ -201,12 +202,13 @@ def cmd_watch(args: argparse.Namespace) -> int:
     interrupted = False
     with _open_recognizer(args) as rec:
         grabber = LatestFrameGrabber(source) if source.is_live else None
+        tracker = FaceTracker()
         try:
             while args.max_frames is None or frames < args.max_frames:
                 frame = grabber.latest() if grabber else source.read()
                 if frame is None:
                     break
-                res = rec.process(frame, frames)
+                res = rec.process(frame, frames, tracker)
                 if args.json:
                     print(json.dumps({"frame": frames, "faces": [f.to_json() for f in res.faces]},
                                      ensure_ascii=False), flush=True)
@@ -280,6 +282,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.plot:
             print(f"plot written to  {args.plot}")
     return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Measure the pipeline, search and start-up on this machine."""
+    from app.pipeline import bench
+
+    photos = Path(args.photos) if args.photos else Path(__file__).resolve().parents[2] / "shared" / "testdata" / "deepface"
+    missing = [n for n in bench.SCENE_PHOTOS if not (photos / n).is_file()]
+    if missing:
+        raise UsageError(f"{photos}: the benchmark photos ({', '.join(missing)}) are not there; "
+                         "pass --photos DIR (the shared deepface test set)")
+    results = bench.run(photos, args.sizes, quick=args.quick,
+                        progress=lambda s: _note(f"bench: {s}"))
+    if args.out:
+        Path(args.out).write_text(bench.to_markdown(results), encoding="utf-8")
+        _note(f"bench: wrote {args.out}")
+    print(bench.dump(results) if args.json else bench.to_markdown(results))
+    return EXIT_OK
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(float(v)) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not sizes or min(sizes) < 10:
+        raise argparse.ArgumentTypeError("gallery sizes must be at least 10")
+    return sizes
 
 
 def cmd_self_test(args: argparse.Namespace) -> int:
@@ -410,6 +440,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print JSON")
     s.add_argument("--plot", metavar="FILE.png", help="write the ROC curve and histograms")
     s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("bench", help="measure speed per stage, search and start-up")
+    s.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    s.add_argument("--out", metavar="FILE.md", help="also write the Markdown report here")
+    s.add_argument("--photos", metavar="DIR", help="the shared deepface photos (default: "
+                   "../shared/testdata/deepface beside the checkout)")
+    s.add_argument("--sizes", type=_sizes, default=[1000, 10_000, 100_000, 1_000_000],
+                   metavar="N,N,...", help="gallery sizes for the search benchmark")
+    s.add_argument("--quick", action="store_true", help="fewer frames and repeats")
+    s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("self-test", help="check that models, inference and storage work")
     s.add_argument("image", metavar="IMAGE", nargs="?", help="also find a face in this photo")

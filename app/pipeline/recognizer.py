@@ -13,12 +13,13 @@ import numpy as np
 
 from app.config import Paths, Settings
 from app.pipeline.align import align_face, thumbnail_jpeg
-from app.pipeline.detector import FaceDetector
+from app.pipeline.detector import FaceDetector, TilePlan, merge_detections
 from app.pipeline.embedder import FaceEmbedder
 from app.pipeline.errors import NoFaceError, PersonError
 from app.pipeline.imageio import display_name, load_image
 from app.pipeline.index import FaceIndex, Match
 from app.pipeline.store import FaceStore, NewFace, Person, normalize_name
+from app.pipeline.tracking import FaceTracker
 from app.pipeline.types import Detection, FaceResult, FrameResult
 
 log = logging.getLogger(__name__)
@@ -124,8 +125,29 @@ class Recognizer:
         """The name to show for a match, or None (Unknown) below the threshold."""
         return match.name if match.person_id is not None and match.similarity >= self.threshold else None
 
-    def process(self, rgb: np.ndarray, frame_index: int = 0) -> FrameResult:
+    def detect(self, rgb: np.ndarray, tracker: FaceTracker | None = None) -> list[Detection]:
+        """Every face in a frame: the whole frame, then tiles for small faces.
+
+        Without a tracker (a photo) every tile is scanned; with one (a stream) only the
+        regions it asks for: around small tracked faces, plus a few tiles per frame.
+        """
+        h, w = rgb.shape[:2]
+        regions = tracker.regions(w, h) if tracker is not None else TilePlan.for_still(w, h).regions
+        return merge_detections(self.detector.detect(rgb) + self.detector.detect_regions(rgb, regions))
+
+    def process(self, rgb: np.ndarray, frame_index: int = 0,
+                tracker: FaceTracker | None = None) -> FrameResult:
         """Find and identify every face in an RGB ``uint8`` frame.
+
+        Parameters
+        ----------
+        rgb : ndarray
+            The frame.
+        frame_index : int
+            Position in its stream.
+        tracker : FaceTracker or None
+            For a stream: follows faces across frames, embeds them only when needed and
+            names them by a vote over recent frames. None for a single photo.
 
         Returns
         -------
@@ -133,24 +155,39 @@ class Recognizer:
             One `FaceResult` per face (largest first) and per-stage timings in ms.
         """
         t0 = time.perf_counter()
-        dets = self.detector.detect(rgb)
+        dets = self.detect(rgb, tracker)
         t1 = time.perf_counter()
-        crops = [align_face(rgb, d) for d in dets]
+        if tracker is not None:
+            tracker.scene_cut(rgb)
+            pairs = tracker.associate(dets, frame_index)
+            todo = [(t, d) for t, d in pairs if tracker.needs_embedding(t, rgb, frame_index)]
+            todo_dets = [d for _, d in todo]
+        else:
+            todo_dets = dets
+        crops = [align_face(rgb, d) for d in todo_dets]
         t2 = time.perf_counter()
         emb = self.embedder.embed(np.stack(crops)) if crops else None
         t3 = time.perf_counter()
         matches = self.index.match(emb) if emb is not None else []
+        names = self.index.names
+        if tracker is not None:
+            for (track, _), e, m in zip(todo, emb if emb is not None else [], matches):
+                tracker.record(track, e, m, self.threshold, rgb, frame_index)
+            faces = tuple(
+                FaceResult(d.box, d.keypoints, d.score, names.get(t.person_id) if t.person_id else None,
+                           t.similarity, t.person_id if t.person_id in names else None, t.id)
+                for t, d in pairs)
+        else:
+            faces = tuple(
+                FaceResult(d.box, d.keypoints, d.score, self.decide(m), m.similarity,
+                           m.person_id if self.decide(m) else None)
+                for d, m in zip(dets, matches))
         t4 = time.perf_counter()
-        faces = tuple(
-            FaceResult(d.box, d.keypoints, d.score, self.decide(m), m.similarity,
-                       m.person_id if self.decide(m) else None)
-            for d, m in zip(dets, matches)
-        )
         timings = {"detect": (t1 - t0) * 1e3, "align": (t2 - t1) * 1e3,
                    "embed": (t3 - t2) * 1e3, "search": (t4 - t3) * 1e3,
                    "total": (t4 - t0) * 1e3}
         h, w = rgb.shape[:2]
-        return FrameResult(faces, (w, h), timings, frame_index)
+        return FrameResult(faces, (w, h), timings, frame_index, embedded=len(crops))
 
     # -- enrollment -------------------------------------------------------------
     def enroll_face(self, rgb: np.ndarray, source: str = "", *, require_single: bool = False,
@@ -173,7 +210,9 @@ class Recognizer:
         NoFaceError
             With the reason the image cannot be used.
         """
-        dets = self.detector.detect(rgb)
+        # A sitter fills the frame: the whole-frame pass finds them. A photo may show
+        # its subject small, so fall back to the tile scan before giving up.
+        dets = self.detector.detect(rgb) or ([] if require_single else self.detect(rgb))
         if not dets:
             raise NoFaceError("no face found")
         if require_single and len(dets) > 1:

@@ -85,9 +85,14 @@ class FrameResult:
         ``(width, height)`` of the frame.
     timings : dict
         Milliseconds per stage: ``detect``, ``align``, ``embed``, ``search``, ``total``.
+    frame_index : int
+        Position of the frame in its stream.
+    embedded : int
+        Faces embedded for this frame (a tracker skips faces it already knows).
     """
 
     faces: tuple[FaceResult, ...]
     size: tuple[int, int]
     timings: dict[str, float] = field(default_factory=dict)
     frame_index: int = 0
+    embedded: int = 0

@@ -104,7 +104,9 @@ def test_stranger_is_unknown(capsys, data_dir: Path) -> None:
 def test_multi_face_photo_names_each_face(capsys, data_dir: Path) -> None:
     run(capsys, data_dir, "enroll", "Jolie", DEEPFACE / "img1.jpg", DEEPFACE / "img2.jpg")
     (result,) = identify(capsys, data_dir, DEEPFACE / "selfie-many-people.jpg")
-    assert sorted(n or "" for n in names([result])[0]) == ["", "", "Jolie"]
+    found = names([result])[0]
+    assert len(found) >= 3 and found.count("Jolie") == 1
+    assert set(found) == {"Jolie", None}
 
 
 # -- bad input ------------------------------------------------------------------------

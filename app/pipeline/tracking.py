@@ -1,0 +1,215 @@
+"""Follow faces from frame to frame, so a face in view is not re-embedded every frame.
+
+A track is a face followed by box overlap (IoU) between consecutive frames. It is
+embedded when it starts, when the face becomes clearly larger or sharper than when it
+was last embedded, and at a bounded interval otherwise. Its identity is a vote over its
+recent embeddings, so a name does not flicker and one bad frame (motion blur, a turned
+head) cannot name the wrong person.
+
+The tracker also says where the detector should look beyond the whole frame: a region
+around each small tracked face (so a face too small for the whole-frame pass stays
+found every frame) and a few tiles of the frame, round robin, to discover new small
+faces (see `detector.TilePlan`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from app.pipeline.detector import TILE_PER_FACE, Region, TilePlan, iou
+from app.pipeline.index import Match
+from app.pipeline.types import Detection
+
+#: Frames a track survives without a matching detection.
+MAX_MISSED = 8
+#: Re-embed a track at least this often (frames), to keep the vote current.
+REEMBED_EVERY = 8
+#: Until a track has this many votes, embed it every other frame.
+WARMUP_VOTES = 3
+#: Votes remembered per track.
+VOTES = 7
+#: Re-embed when the face is this much taller than at the last embedding...
+GROWTH = 1.25
+#: ...or this much sharper (variance of the Laplacian of a small grey patch).
+SHARPER = 1.5
+#: Boxes overlapping at least this much are the same face in consecutive frames...
+MIN_IOU = 0.3
+#: ...if their heights differ by less than this factor (a face does not grow by half
+#: in one frame; a different person in the same spot after a cut does).
+MAX_GROWTH_PER_FRAME = 1.3
+#: Two embeddings of one track less similar than this are different people (same-person
+#: pairs of the shared set score >= 0.58, different people <= 0.42): the track splits.
+SAME_FACE_MIN = 0.45
+#: Mean absolute difference (grey levels) of tiny thumbnails of consecutive frames
+#: above which the picture cut to another scene: every track ends.
+SCENE_CUT = 40.0
+#: A track is reported once seen in this many frames, unless its detection is surer
+#: than `SURE_SCORE`: a one-frame detection in clutter is usually not a face.
+CONFIRM_HITS = 2
+SURE_SCORE = 0.8
+#: Tiles scanned per frame to discover small faces.
+TILES_PER_FRAME = 4
+#: The whole-frame pass reliably finds faces taller than this fraction of the longer
+#: side; smaller tracked faces get a region of their own every frame.
+WHOLE_FRAME_MIN_FACE = 0.2
+
+
+@dataclass
+class Track:
+    """One face followed across frames."""
+
+    id: int
+    det: Detection
+    last_seen: int
+    hits: int = 1
+    embedded_at: int = -(10**9)
+    embedded_height: float = 0.0
+    embedded_sharpness: float = 0.0
+    votes: deque[tuple[int | None, float]] = field(default_factory=lambda: deque(maxlen=VOTES))
+    person_id: int | None = None
+    similarity: float = 0.0
+    embedding: np.ndarray | None = None
+
+    @property
+    def confirmed(self) -> bool:
+        """Seen often enough, or surely enough, to be shown and embedded."""
+        return self.hits >= CONFIRM_HITS or self.det.score >= SURE_SCORE
+
+
+class FaceTracker:
+    """Associate detections with tracks and decide each track's identity by vote.
+
+    One tracker belongs to one stream; start a new one when the source changes.
+    """
+
+    def __init__(self, tiles_per_frame: int = TILES_PER_FRAME) -> None:
+        self.tracks: list[Track] = []
+        self.tiles_per_frame = tiles_per_frame
+        self._next_id = 1
+        self._plan: TilePlan | None = None
+        self._thumb: np.ndarray | None = None
+
+    def reset(self) -> None:
+        """Forget every track (e.g. after a seek or a source change)."""
+        self.tracks.clear()
+
+    # -- where to look ------------------------------------------------------------
+    def regions(self, width: int, height: int) -> list[Region]:
+        """Regions to run the detector on this frame, besides the whole frame."""
+        if self._plan is None or self._plan.size != (width, height):
+            self._plan = TilePlan(width, height)
+        out = []
+        long_side = max(width, height)
+        for t in self.tracks:
+            x, y, w, h = t.det.raw_box
+            if h >= WHOLE_FRAME_MIN_FACE * long_side:
+                continue
+            side = min(width, height, max(128, round(h * TILE_PER_FACE * 0.8)))
+            cx, cy = x + w / 2, y + h / 2
+            x0 = int(min(max(0, cx - side / 2), width - side))
+            y0 = int(min(max(0, cy - side / 2), height - side))
+            out.append((x0, y0, side))
+        return out + self._plan.take(self.tiles_per_frame)
+
+    # -- association ----------------------------------------------------------------
+    def scene_cut(self, rgb: np.ndarray) -> bool:
+        """True (and every track ends) if this frame cut to a different picture."""
+        thumb = cv2.cvtColor(cv2.resize(rgb, (32, 18), interpolation=cv2.INTER_AREA),
+                             cv2.COLOR_RGB2GRAY).astype(np.float32)
+        prev, self._thumb = self._thumb, thumb
+        if prev is not None and float(np.abs(thumb - prev).mean()) > SCENE_CUT:
+            self.reset()
+            return True
+        return False
+
+    def associate(self, dets: list[Detection], frame_index: int) -> list[tuple[Track, Detection]]:
+        """Match this frame's detections to tracks (greedy by IoU); start new tracks.
+
+        Returns the confirmed tracks seen in this frame, largest face first. Tracks
+        unseen for more than `MAX_MISSED` frames are dropped.
+        """
+        def same_face(t: Track, d: Detection) -> float:
+            ratio = d.raw_box[3] / max(t.det.raw_box[3], 1e-6)
+            if not 1 / MAX_GROWTH_PER_FRAME <= ratio <= MAX_GROWTH_PER_FRAME:
+                return 0.0
+            return iou(t.det.box, d.box)
+
+        pairs = sorted(((same_face(t, d), ti, di) for ti, t in enumerate(self.tracks)
+                        for di, d in enumerate(dets)), reverse=True)
+        used_t: set[int] = set()
+        used_d: set[int] = set()
+        out: list[tuple[Track, Detection]] = []
+        for overlap, ti, di in pairs:
+            if overlap < MIN_IOU:
+                break
+            if ti in used_t or di in used_d:
+                continue
+            used_t.add(ti)
+            used_d.add(di)
+            track = self.tracks[ti]
+            track.det, track.last_seen = dets[di], frame_index
+            track.hits += 1
+            out.append((track, dets[di]))
+        for di, d in enumerate(dets):
+            if di not in used_d:
+                track = Track(self._next_id, d, frame_index)
+                self._next_id += 1
+                self.tracks.append(track)
+                out.append((track, d))
+        self.tracks = [t for t in self.tracks if frame_index - t.last_seen <= MAX_MISSED]
+        out = [(t, d) for t, d in out if t.confirmed]
+        out.sort(key=lambda td: td[1].area, reverse=True)
+        return out
+
+    # -- embedding policy and vote ----------------------------------------------------
+    def needs_embedding(self, track: Track, rgb: np.ndarray, frame_index: int) -> bool:
+        """Whether this frame's view of the face should be embedded (see module doc)."""
+        age = frame_index - track.embedded_at
+        if len(track.votes) < WARMUP_VOTES:
+            return age >= 2
+        if age >= REEMBED_EVERY:
+            return True
+        h = track.det.raw_box[3]
+        if h >= GROWTH * track.embedded_height:
+            return True
+        return age >= 2 and patch_sharpness(rgb, track.det) >= SHARPER * track.embedded_sharpness
+
+    def record(self, track: Track, embedding: np.ndarray, match: Match, threshold: float,
+               rgb: np.ndarray, frame_index: int) -> None:
+        """Add one embedding's verdict to the track's vote and update its identity.
+
+        If the embedding is unlike the track's previous one, someone else now stands
+        where the tracked face was: the track restarts under a new id with no votes,
+        rather than lending the old name to the new face.
+        """
+        if track.embedding is not None and float(track.embedding @ embedding) < SAME_FACE_MIN:
+            track.id, self._next_id = self._next_id, self._next_id + 1
+            track.votes.clear()
+            track.person_id = None
+        track.embedding = embedding
+        track.embedded_at = frame_index
+        track.embedded_height = track.det.raw_box[3]
+        track.embedded_sharpness = patch_sharpness(rgb, track.det)
+        pid = match.person_id if match.person_id is not None and match.similarity >= threshold else None
+        track.votes.append((pid, match.similarity))
+        counts = Counter(p for p, _ in track.votes)
+        # Most votes wins; a tie keeps the current identity, so names do not flicker.
+        winner = max(counts, key=lambda p: (counts[p], p == track.person_id))
+        track.person_id = winner
+        sims = [s for p, s in track.votes if p == winner]
+        track.similarity = float(np.mean(sims)) if winner is not None else float(match.similarity)
+
+
+def patch_sharpness(rgb: np.ndarray, det: Detection, size: int = 48) -> float:
+    """Variance of the Laplacian of the face box, shrunk to a fixed small patch."""
+    x, y, w, h = det.box
+    patch = rgb[y:y + h, x:x + w]
+    if patch.size == 0:
+        return 0.0
+    grey = cv2.cvtColor(cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA),
+                        cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(grey, cv2.CV_32F).var())
