@@ -174,8 +174,8 @@ class Recognizer:
             for (track, _), e, m in zip(todo, emb if emb is not None else [], matches):
                 tracker.record(track, e, m, self.threshold, rgb, frame_index)
             faces = tuple(
-                FaceResult(d.box, d.keypoints, d.score, names.get(t.person_id) if t.person_id else None,
-                           t.similarity, t.person_id if t.person_id in names else None, t.id)
+                FaceResult(d.box, d.keypoints, d.score, names.get(t.shown_person),
+                           t.similarity, t.shown_person if t.shown_person in names else None, t.id)
                 for t, d in pairs)
         else:
             faces = tuple(

@@ -73,6 +73,12 @@ class Track:
     person_id: int | None = None
     similarity: float = 0.0
     embedding: np.ndarray | None = None
+    suspect: np.ndarray | None = None  # an embedding unlike the track's, awaiting a second look
+
+    @property
+    def shown_person(self) -> int | None:
+        """The identity to display: none while the face is in doubt."""
+        return self.person_id if self.suspect is None else None
 
     @property
     def confirmed(self) -> bool:
@@ -169,6 +175,8 @@ class FaceTracker:
     def needs_embedding(self, track: Track, rgb: np.ndarray, frame_index: int) -> bool:
         """Whether this frame's view of the face should be embedded (see module doc)."""
         age = frame_index - track.embedded_at
+        if track.suspect is not None:  # settle the doubt on the very next frame
+            return True
         if len(track.votes) < WARMUP_VOTES:
             return age >= 2
         if age >= REEMBED_EVERY:
@@ -182,14 +190,22 @@ class FaceTracker:
                rgb: np.ndarray, frame_index: int) -> None:
         """Add one embedding's verdict to the track's vote and update its identity.
 
-        If the embedding is unlike the track's previous one, someone else now stands
-        where the tracked face was: the track restarts under a new id with no votes,
-        rather than lending the old name to the new face.
+        An embedding unlike the track's last one puts the track in doubt: it shows no
+        name and is embedded again on the next frame. If that one is like the doubtful
+        embedding, someone else now stands where the tracked face was (a cut, a swap):
+        the track restarts under a new id with no votes instead of lending the old
+        name to the new face. If it is like the old face, the odd frame was a glitch
+        (blur, occlusion) and is ignored.
         """
         if track.embedding is not None and float(track.embedding @ embedding) < SAME_FACE_MIN:
+            if track.suspect is None or float(track.suspect @ embedding) < SAME_FACE_MIN:
+                track.suspect = embedding
+                track.embedded_at = frame_index
+                return
             track.id, self._next_id = self._next_id, self._next_id + 1
             track.votes.clear()
             track.person_id = None
+        track.suspect = None
         track.embedding = embedding
         track.embedded_at = frame_index
         track.embedded_height = track.det.raw_box[3]
