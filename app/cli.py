@@ -373,6 +373,59 @@ def cmd_self_test(args: argparse.Namespace) -> int:
     return EXIT_OK if not failures else EXIT_FAIL
 
 
+def _passphrase(args: argparse.Namespace, confirm: bool) -> str | None:
+    """The passphrase from --passphrase-file, $FACEREC_PASSPHRASE, or a prompt."""
+    if getattr(args, "passphrase_file", None):
+        try:
+            text = Path(args.passphrase_file).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise FacerecError(f"{args.passphrase_file}: cannot read ({exc.strerror})") from None
+        if not text:
+            raise UsageError(f"{args.passphrase_file} is empty")
+        return text
+    if os.environ.get("FACEREC_PASSPHRASE"):
+        return os.environ["FACEREC_PASSPHRASE"]
+    if not sys.stdin.isatty():
+        raise UsageError("a passphrase is needed: use --passphrase-file FILE or FACEREC_PASSPHRASE")
+    import getpass
+
+    first = getpass.getpass("Passphrase: ")
+    if confirm and getpass.getpass("Repeat passphrase: ") != first:
+        raise UsageError("the passphrases differ")
+    if not first:
+        raise UsageError("the passphrase cannot be empty")
+    return first
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    """Write the whole gallery to one file, optionally encrypted."""
+    from app.pipeline.backup import write_backup
+
+    secret = _passphrase(args, confirm=True) if args.encrypt else None
+    header = write_backup(args.paths.db, Path(args.file), secret)
+    how = "encrypted (AES-256-GCM, scrypt)" if header.get("encrypted") else "not encrypted"
+    print(f"backup written to {args.file} ({header['size']} bytes of store, {how})")
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Replace this data directory's gallery with a backup."""
+    from app.pipeline.backup import MAGIC, restore_backup
+
+    path = Path(args.file)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(MAGIC) + 512)
+    except OSError:
+        head = b""
+    needs_secret = head.startswith(MAGIC) and b'"encrypted": true' in head
+    secret = _passphrase(args, confirm=False) if needs_secret else None
+    args.paths.ensure()
+    people = restore_backup(path, args.paths.db, args.paths.index, secret, replace=args.replace)
+    print(f"restored {people} people from {args.file}")
+    return EXIT_OK
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
     """Start the desktop app."""
     try:
@@ -440,6 +493,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print JSON")
     s.add_argument("--plot", metavar="FILE.png", help="write the ROC curve and histograms")
     s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("backup", help="write the whole gallery to one file")
+    s.add_argument("file", metavar="FILE")
+    s.add_argument("--encrypt", action="store_true",
+                   help="encrypt with a passphrase (prompted, or --passphrase-file, or "
+                        "$FACEREC_PASSPHRASE)")
+    s.add_argument("--passphrase-file", metavar="FILE", help="read the passphrase from FILE")
+    s.set_defaults(func=cmd_backup)
+
+    s = sub.add_parser("restore", help="replace the gallery with a backup file")
+    s.add_argument("file", metavar="FILE")
+    s.add_argument("--replace", action="store_true", help="overwrite people already here")
+    s.add_argument("--passphrase-file", metavar="FILE", help="read the passphrase from FILE")
+    s.set_defaults(func=cmd_restore)
 
     s = sub.add_parser("bench", help="measure speed per stage, search and start-up")
     s.add_argument("--json", action="store_true", help="print JSON instead of Markdown")

@@ -10,8 +10,10 @@ around faces already being tracked are scanned every frame (see `tracking`).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,6 +43,16 @@ TILE_OVERLAP = 0.25
 #: photos every tile-only detection scoring under 0.75 was a false positive (18 of
 #: them, 0.50-0.74), while real 40 px faces scored 0.78-0.94; tiles use this floor.
 TILE_MIN_CONFIDENCE = 0.75
+
+
+_live: weakref.WeakSet[FaceDetector] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_detectors() -> None:
+    """Close detectors still open at exit: MediaPipe's own finaliser fails at shutdown."""
+    for det in list(_live):
+        det.close()
 
 
 class FaceDetector:
@@ -77,6 +89,7 @@ class FaceDetector:
         except (RuntimeError, ValueError) as exc:
             raise ModelError(f"cannot load the face detector {path}: {exc}") from None
         self._warm = False
+        _live.add(self)
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         """Detect faces in a whole RGB ``uint8`` (H, W, 3) frame, largest first.

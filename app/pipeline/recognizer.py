@@ -77,9 +77,16 @@ class Recognizer:
         paths.ensure()
         t0 = time.perf_counter()
         detector = FaceDetector(settings.detection_confidence, model_dir)
-        embedder = FaceEmbedder(settings.threads, model_dir=model_dir)
-        store = FaceStore(paths.db)
-        index = FaceIndex(store.gallery(), paths.index, settings.search, embedder.threads)
+        store = None
+        try:
+            embedder = FaceEmbedder(settings.threads, model_dir=model_dir)
+            store = FaceStore(paths.db)
+            index = FaceIndex(store.gallery(), paths.index, settings.search, embedder.threads)
+        except BaseException:
+            detector.close()
+            if store is not None:
+                store.close()
+            raise
         log.info("recognizer ready in %.0f ms: %d people, %d faces, %d threads",
                  (time.perf_counter() - t0) * 1000, index.people_count, len(index),
                  embedder.threads)

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 EMBEDDING_DIM = 512
 MAX_NAME_LENGTH = 64
-BUSY_TIMEOUT_MS = 5000
+#: How long a write waits for another process to finish its own (FACEREC_LOCK_TIMEOUT_MS).
+BUSY_TIMEOUT_MS = int(os.environ.get("FACEREC_LOCK_TIMEOUT_MS", "5000"))
 
 _SCHEMA_V1 = """
 CREATE TABLE people (
@@ -156,24 +157,31 @@ class FaceStore:
         return f"face store {self.path}: {text}"
 
     def _migrate(self, con: sqlite3.Connection) -> None:
-        version = con.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"the face store {self.path} was written by a newer facerec "
-                f"(schema {version} > {SCHEMA_VERSION}); upgrade facerec"
-            )
-        for step in range(version + 1, SCHEMA_VERSION + 1):
-            log.info("upgrading face store %s to schema %d", self.path, step)
-            con.execute("BEGIN IMMEDIATE")
-            try:
+        """Bring the schema up to `SCHEMA_VERSION`, one step per transaction.
+
+        The version is read again under the write lock: two processes opening a new
+        store at once must not both create it.
+        """
+        if con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            version = con.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the face store {self.path} was written by a newer facerec "
+                    f"(schema {version} > {SCHEMA_VERSION}); upgrade facerec"
+                )
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                log.info("upgrading face store %s to schema %d", self.path, step)
                 for statement in _MIGRATIONS[step].split(";"):
                     if statement.strip():
                         con.execute(statement)
                 con.execute(f"PRAGMA user_version = {step}")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         """Close the connection (idempotent)."""

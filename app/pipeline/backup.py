@@ -1,0 +1,174 @@
+"""Move a whole gallery between machines as one file, optionally encrypted.
+
+Format: a magic line, one JSON header line, then the payload (a consistent copy of the
+SQLite store made with SQLite's online backup API).
+
+* Plain backups record the payload's SHA-256 in the header; a changed byte is refused.
+* Encrypted backups derive a 256-bit key from the passphrase with scrypt (n=2^15, r=8,
+  p=1; random 16-byte salt) and seal the payload with AES-256-GCM (random 12-byte
+  nonce), the header bound in as associated data. A wrong passphrase and a tampered
+  file are refused alike (GCM authentication fails); nothing is written.
+
+Only the store is backed up: the index is derived data and is rebuilt on restore.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import tempfile
+from pathlib import Path
+
+from app.pipeline.errors import FacerecError, StoreError
+from app.pipeline.store import FaceStore
+
+MAGIC = b"FACEREC-BACKUP 1\n"
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+
+
+class BackupError(FacerecError):
+    """A backup cannot be written, or a file cannot be restored."""
+
+
+def _derive(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode("utf-8"))
+
+
+def _snapshot(db: Path) -> bytes:
+    """A consistent copy of a live SQLite database (safe while others read or write)."""
+    if not db.exists():
+        raise BackupError(f"no face store at {db}: nothing to back up")
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "faces.db"
+        try:
+            src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            dst = sqlite3.connect(copy)
+            with dst:
+                src.backup(dst)
+            dst.execute("PRAGMA journal_mode = DELETE")
+            src.close()
+            dst.close()
+        except sqlite3.Error as exc:
+            raise BackupError(f"cannot read the face store {db}: {exc}") from None
+        return copy.read_bytes()
+
+
+def write_backup(db: Path, out: Path, passphrase: str | None = None) -> dict[str, object]:
+    """Write the store at *db* to the backup file *out*; return the header."""
+    payload = _snapshot(db)
+    header: dict[str, object] = {"format": 1, "size": len(payload)}
+    if passphrase:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        salt, nonce = os.urandom(16), os.urandom(12)
+        header.update(encrypted=True, kdf="scrypt", n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
+                      salt=salt.hex(), cipher="AES-256-GCM", nonce=nonce.hex())
+        head = json.dumps(header, sort_keys=True).encode() + b"\n"
+        body = AESGCM(_derive(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)).encrypt(
+            nonce, payload, MAGIC + head)
+    else:
+        header.update(encrypted=False, sha256=hashlib.sha256(payload).hexdigest())
+        head = json.dumps(header, sort_keys=True).encode() + b"\n"
+        body = payload
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(MAGIC + head + body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise BackupError(f"cannot write {out}: {exc.strerror or exc}") from None
+    return header
+
+
+def read_backup(path: Path, passphrase: str | None = None) -> bytes:
+    """Verify a backup file and return the SQLite payload.
+
+    Raises
+    ------
+    BackupError
+        Not a backup, damaged or tampered, encrypted without (or with a wrong) passphrase.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BackupError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise BackupError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not data.startswith(MAGIC):
+        raise BackupError(f"{path}: not a facerec backup")
+    end = data.find(b"\n", len(MAGIC))
+    try:
+        head = data[len(MAGIC):end + 1]
+        header = json.loads(head)
+        if not isinstance(header, dict) or header.get("format") != 1:
+            raise ValueError("unknown format")
+    except (ValueError, UnicodeDecodeError):
+        raise BackupError(f"{path}: damaged backup header") from None
+    body = data[end + 1:]
+    if header.get("encrypted"):
+        if not passphrase:
+            raise BackupError(f"{path}: the backup is encrypted; a passphrase is needed")
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        try:
+            key = _derive(passphrase, bytes.fromhex(header["salt"]), int(header["n"]),
+                          int(header["r"]), int(header["p"]))
+            payload = AESGCM(key).decrypt(bytes.fromhex(header["nonce"]), body, MAGIC + head)
+        except InvalidTag:
+            raise BackupError(f"{path}: wrong passphrase, or the file was altered") from None
+        except (KeyError, ValueError, TypeError):
+            raise BackupError(f"{path}: damaged backup header") from None
+    else:
+        payload = body
+        if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
+            raise BackupError(f"{path}: the backup is damaged or was altered (checksum mismatch)")
+    return payload
+
+
+def restore_backup(path: Path, db: Path, index: Path, passphrase: str | None = None,
+                   replace: bool = False) -> int:
+    """Replace the store at *db* with the gallery in a backup; return its number of people.
+
+    The current store is kept unless the backup verifies and opens as a facerec store;
+    if it holds anyone, *replace* must be given. The index at *index* is deleted so the
+    next start rebuilds it from the restored store.
+    """
+    payload = read_backup(path, passphrase)
+    db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = db.with_name(db.name + ".restore")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        with FaceStore(tmp) as incoming:
+            incoming_people = len(incoming.people())
+            incoming.gallery()  # every embedding must be well-formed
+        if db.exists() and not replace:
+            with FaceStore(db) as current:
+                if current.people():
+                    raise BackupError(
+                        f"the data directory already holds {len(current.people())} people; "
+                        "pass --replace to overwrite them with the backup")
+        for suffix in ("-wal", "-shm"):
+            Path(str(db) + suffix).unlink(missing_ok=True)
+        for suffix in ("-wal", "-shm"):
+            Path(str(tmp) + suffix).unlink(missing_ok=True)
+        os.replace(tmp, db)
+        for stale in (index, index.with_name(index.name + ".json")):
+            stale.unlink(missing_ok=True)
+    except StoreError as exc:
+        raise BackupError(f"{path}: does not hold a usable face store ({exc})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return incoming_people
