@@ -68,8 +68,9 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
         raise ImageError(f"{name}: empty file")
     try:
         with warnings.catch_warnings():
-            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; we check ourselves.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Pillow warns about bombs (we check the size ourselves) and about damaged
+            # metadata such as corrupt EXIF; neither is the user's concern here.
+            warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as im:
                 w, h = im.size
                 if w <= 0 or h <= 0:
