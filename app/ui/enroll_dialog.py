@@ -1,0 +1,483 @@
+"""Enroll a person: a name, snapshots from the live feed and photo files; saved at once.
+
+Every face check runs in the pipeline worker (the only owner of the models); the dialog
+only queues jobs and shows their answers, so it never blocks the GUI. Saving is one
+`Recognizer.enroll` call: one transaction, all or nothing, and the running recognizer
+knows the person as soon as it returns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QKeySequence, QPixmap, QShortcut
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QCompleter,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QStyle,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.pipeline.errors import PersonError
+from app.pipeline.imageio import IMAGE_SUFFIXES, display_name
+from app.pipeline.store import normalize_name
+from app.ui.video_view import rgb_to_qimage
+
+if TYPE_CHECKING:
+    from app.pipeline.recognizer import EnrollFace, Recognizer
+    from app.pipeline.store import NewFace, Person
+    from app.ui.worker import PipelineWorker, Reply
+
+log = logging.getLogger(__name__)
+
+THUMB = 96
+ERROR_STYLE = "color: #dc2626;"
+OK_STYLE = "color: #16a34a;"
+HINT_STYLE = "color: #6b7280;"
+
+
+@dataclass(frozen=True)
+class AcceptedFace:
+    """A face that passed the checks and waits to be saved."""
+
+    face: NewFace
+    crop: np.ndarray
+    label: str
+    key: str  # the file path, or "camera-N" for a snapshot
+
+
+def check_file(rec: Recognizer, path: str) -> EnrollFace:
+    """Prepare the face of a photo file for enrollment (worker thread).
+
+    Group photos are refused: enrolling "the largest face" of a photo of several people
+    risks storing the wrong person under this name.
+
+    Raises
+    ------
+    ImageError, NoFaceError
+        With a reason that starts with the file name.
+    """
+    from app.pipeline.errors import ImageError, NoFaceError
+    from app.pipeline.imageio import load_image
+
+    name = display_name(Path(path).name)
+    try:
+        rgb = load_image(path)
+    except ImageError as exc:
+        # The pipeline names the full path; the dialog lists file names.
+        msg = str(exc)
+        full = display_name(path)
+        raise ImageError(name + msg[len(full):] if msg.startswith(full) else msg) from None
+    try:
+        return rec.enroll_face(rgb, source=name, require_single=True, check_quality=True)
+    except NoFaceError as exc:
+        reason = str(exc).replace("in view", "in the photo").replace(": come closer", "")
+        reason = reason.replace(": hold still", "")
+        raise NoFaceError(f"{name}: {reason}") from None
+
+
+class EnrollDialog(QDialog):
+    """Add a new person, or photos to an existing one.
+
+    Parameters
+    ----------
+    worker : PipelineWorker
+        Runs the face checks and the final save.
+    people : sequence of Person
+        Who is enrolled now (for the completer and the name-exists check).
+    name : str
+        Pre-filled name; with ``existing=True`` the dialog adds photos to that person.
+    frame_provider : callable, optional
+        Returns the frame shown in the live view (RGB array) or None; without it the
+        snapshot button is disabled.
+    """
+
+    #: Emitted with the stored `Person` after a successful save.
+    saved = Signal(object)
+    #: Emitted whenever a face check (file or snapshot) has been answered.
+    checked = Signal()
+
+    def __init__(self, worker: PipelineWorker, people: Sequence[Person],
+                 parent: QWidget | None = None, *, name: str = "", existing: bool = False,
+                 frame_provider: Callable[[], np.ndarray | None] | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("enrollDialog")
+        self.setWindowTitle("Add photos to a person" if existing else "Enroll a person")
+        self.worker = worker
+        self.frame_provider = frame_provider
+        self.people = {p.name.casefold(): p for p in people}
+        self.accepted_faces: list[AcceptedFace] = []
+        self.rejected: list[str] = []
+        self._pending: list[Reply] = []
+        self._files_total = 0
+        self._files_done = 0
+        self._snapshots = 0
+        self._saving = False
+        self._closed = False
+
+        intro = QLabel("Add one or more clear photos of the face: snapshots from the live "
+                       "view or photo files. Photos from different days, light and angles "
+                       "make recognition more reliable.")
+        intro.setWordWrap(True)
+        intro.setStyleSheet(HINT_STYLE)
+
+        # -- name ------------------------------------------------------------------
+        self.name_edit = QLineEdit(name)
+        self.name_edit.setPlaceholderText("Full name, e.g. Ada Lovelace")
+        self.name_edit.setClearButtonEnabled(True)
+        completer = QCompleter(sorted(p.name for p in people), self)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.name_edit.setCompleter(completer)
+        self.name_edit.textChanged.connect(self._on_name_edit_text_changed)
+        self.name_hint = QLabel()
+        self.name_hint.setWordWrap(True)
+        self.add_existing_check = QCheckBox("Add these photos to the existing person")
+        self.add_existing_check.setChecked(existing)
+        self.add_existing_check.toggled.connect(self._update_state)
+        form = QFormLayout()
+        form.addRow("Name:", self.name_edit)
+        form.addRow("", self.name_hint)
+        form.addRow("", self.add_existing_check)
+
+        # -- sources -----------------------------------------------------------------
+        style = self.style()
+        self.snapshot_button = QPushButton(
+            style.standardIcon(QStyle.StandardPixmap.SP_DialogYesButton), "Take snapshot")
+        self.snapshot_button.setToolTip("Use the face in the live view now (exactly one face, "
+                                        "close enough and sharp)")
+        self.snapshot_button.clicked.connect(self._on_snapshot_button_clicked)
+        self.files_button = QPushButton(
+            style.standardIcon(QStyle.StandardPixmap.SP_DirOpenIcon), "Add photos…")
+        self.files_button.clicked.connect(self._on_files_button_clicked)
+        self.remove_button = QPushButton(
+            style.standardIcon(QStyle.StandardPixmap.SP_TrashIcon), "Remove selected")
+        self.remove_button.clicked.connect(self.remove_selected)
+        source_row = QHBoxLayout()
+        source_row.addWidget(self.snapshot_button)
+        source_row.addWidget(self.files_button)
+        source_row.addStretch(1)
+        source_row.addWidget(self.remove_button)
+
+        self.thumbs = QListWidget()
+        self.thumbs.setObjectName("acceptedFaces")
+        self.thumbs.setViewMode(QListView.ViewMode.IconMode)
+        self.thumbs.setIconSize(QSize(THUMB, THUMB))
+        self.thumbs.setGridSize(QSize(THUMB + 24, THUMB + 34))
+        self.thumbs.setResizeMode(QListView.ResizeMode.Adjust)
+        self.thumbs.setMovement(QListView.Movement.Static)
+        self.thumbs.setSelectionMode(QListWidget.SelectionMode.ExtendedSelection)
+        self.thumbs.setMinimumHeight(THUMB + 50)
+        self.thumbs.itemSelectionChanged.connect(self._update_state)
+        QShortcut(QKeySequence.StandardKey.Delete, self.thumbs, self.remove_selected)
+        self.progress = QProgressBar()
+        self.progress.setFormat("Checking photos: %v of %m")
+        self.progress.hide()
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.rejected_list = QListWidget()
+        self.rejected_list.setObjectName("rejectedFiles")
+        self.rejected_list.setMaximumHeight(110)
+        self.rejected_list.hide()
+        faces_box = QGroupBox("Faces")
+        fl = QVBoxLayout(faces_box)
+        fl.addLayout(source_row)
+        fl.addWidget(self.thumbs, 1)
+        fl.addWidget(self.progress)
+        fl.addWidget(self.status)
+        fl.addWidget(self.rejected_list)
+
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
+                                        | QDialogButtonBox.StandardButton.Cancel)
+        self.save_button = self.buttons.button(QDialogButtonBox.StandardButton.Save)
+        self.buttons.accepted.connect(self.save)
+        self.buttons.rejected.connect(self.reject)
+        self.save_hint = QLabel()
+        self.save_hint.setStyleSheet(HINT_STYLE)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.save_hint, 1)
+        bottom.addWidget(self.buttons)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(intro)
+        layout.addLayout(form)
+        layout.addWidget(faces_box, 1)
+        layout.addLayout(bottom)
+        self.resize(640, 560)
+        self._on_name_edit_text_changed(name)
+        if existing:
+            self.name_edit.setReadOnly(True)
+        else:
+            self.name_edit.setFocus()
+
+    # -- state -----------------------------------------------------------------------
+    def existing_person(self) -> Person | None:
+        """The enrolled person whose name is in the field, if any."""
+        try:
+            clean = normalize_name(self.name_edit.text())
+        except PersonError:
+            return None
+        return self.people.get(clean.casefold())
+
+    def busy(self) -> bool:
+        """True while face checks or the save are running."""
+        return bool(self._pending) or self._saving
+
+    def _on_name_edit_text_changed(self, text: str) -> None:
+        person = None
+        if not text.strip():
+            self.name_hint.setText("Enter the person's name.")
+            self.name_hint.setStyleSheet(HINT_STYLE)
+        else:
+            try:
+                clean = normalize_name(text)
+            except PersonError as exc:
+                self.name_hint.setText(str(exc).capitalize() + ".")
+                self.name_hint.setStyleSheet(ERROR_STYLE)
+            else:
+                person = self.people.get(clean.casefold())
+                if person is not None:
+                    self.name_hint.setText(
+                        f"{person.name} is already enrolled with {person.face_count} "
+                        f"face{'s' if person.face_count != 1 else ''}. To add these photos to "
+                        "them, tick the box below; otherwise choose a different name.")
+                    self.name_hint.setStyleSheet(ERROR_STYLE if not
+                                                 self.add_existing_check.isChecked() else HINT_STYLE)
+                else:
+                    self.name_hint.setText("A new person.")
+                    self.name_hint.setStyleSheet(OK_STYLE)
+        self.add_existing_check.setVisible(person is not None)
+        if person is None:
+            self.add_existing_check.setChecked(False)
+        else:
+            self.add_existing_check.setText(f"Add these photos to the existing person "
+                                            f"“{person.name}”")
+        self._update_state()
+
+    def _update_state(self) -> None:
+        reason = self.save_blocker()
+        self.save_button.setEnabled(reason is None)
+        self.save_hint.setText(reason or "")
+        self.remove_button.setEnabled(bool(self.thumbs.selectedItems()) and not self._saving)
+        self.snapshot_button.setEnabled(self.frame_provider is not None and not self._saving)
+        self.files_button.setEnabled(not self._saving)
+        person = self.existing_person()
+        if person is not None:
+            self.name_hint.setStyleSheet(HINT_STYLE if self.add_existing_check.isChecked()
+                                         else ERROR_STYLE)
+
+    def save_blocker(self) -> str | None:
+        """Why Save is disabled, or None if it is enabled."""
+        text = self.name_edit.text()
+        if not text.strip():
+            return "Enter a name."
+        try:
+            normalize_name(text)
+        except PersonError:
+            return "Fix the name."
+        if self.existing_person() is not None and not self.add_existing_check.isChecked():
+            return "The name is taken: tick “add to the existing person” or change it."
+        if self._saving:
+            return "Saving…"
+        if self._pending:
+            return "Checking photos…"
+        if not self.accepted_faces:
+            return "Add at least one face."
+        return None
+
+    # -- adding faces ----------------------------------------------------------------
+    def _on_files_button_clicked(self) -> None:
+        paths = self._ask_files()
+        if paths:
+            self.add_files(paths)
+
+    def _ask_files(self) -> list[str]:
+        patterns = " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES))
+        paths, _ = QFileDialog.getOpenFileNames(
+            self, "Add photos", str(Path.home()), f"Images ({patterns});;All files (*)")
+        return paths
+
+    def add_files(self, paths: Sequence[str | Path]) -> None:
+        """Check photo files in the worker, one job per file (the live view keeps running)."""
+        known = {a.key for a in self.accepted_faces}
+        fresh = []
+        for p in map(str, paths):
+            if p in known or p in fresh:
+                self._reject(f"{display_name(Path(p).name)}: already added")
+            else:
+                fresh.append(p)
+        if not fresh:
+            return
+        if not self._files_total or self._files_done >= self._files_total:
+            self._files_total = self._files_done = 0
+        self._files_total += len(fresh)
+        self.progress.setRange(0, self._files_total)
+        self.progress.setValue(self._files_done)
+        self.progress.setVisible(self._files_total > 1)
+        self.status.setText(f"Checking {len(fresh)} photo{'s' if len(fresh) != 1 else ''}…")
+        self.status.setStyleSheet(HINT_STYLE)
+        for path in fresh:
+            self._queue_check(
+                lambda rec, reply, path=path: check_file(rec, path),
+                key=path, label=display_name(Path(path).name), is_file=True)
+        self._update_state()
+
+    def _on_snapshot_button_clicked(self) -> None:
+        frame = self.frame_provider() if self.frame_provider else None
+        self.take_snapshot(frame)
+
+    def take_snapshot(self, frame: np.ndarray | None) -> None:
+        """Check one frame of the live feed: exactly one face, large and sharp enough."""
+        if frame is None:
+            self._set_status("No live picture: open a camera or a video first.", error=True)
+            return
+        self._snapshots += 1
+        n = self._snapshots
+        frame = frame.copy()
+        self._queue_check(
+            lambda rec, reply: rec.enroll_face(frame, source="camera", require_single=True,
+                                               check_quality=True),
+            key=f"camera-{n}", label=f"Snapshot {n}", is_file=False)
+        self._update_state()
+
+    def _queue_check(self, job: Callable, *, key: str, label: str, is_file: bool) -> None:
+        holder: list[Reply] = []
+
+        # The callbacks are plain functions, not slots of this dialog, so Qt does not
+        # disconnect them when the dialog is deleted: they check `_closed` first.
+        def done(result: EnrollFace) -> None:
+            if self._closed:
+                return
+            self._finish_check(holder[0], is_file)
+            self._accept(AcceptedFace(result.face, result.crop, label, key))
+
+        def failed(reason: str) -> None:
+            if self._closed:
+                return
+            self._finish_check(holder[0], is_file)
+            self._reject(reason if is_file else f"{label} refused: {reason}", snapshot=not is_file)
+
+        reply = self.worker.call(job, on_done=done, on_error=failed)
+        holder.append(reply)
+        self._pending.append(reply)
+
+    def _finish_check(self, reply: Reply, is_file: bool) -> None:
+        if reply in self._pending:
+            self._pending.remove(reply)
+        if is_file:
+            self._files_done += 1
+            self.progress.setValue(self._files_done)
+            if self._files_done >= self._files_total:
+                self.progress.hide()
+
+    def _summarise(self) -> None:
+        n_ok, n_bad = len(self.accepted_faces), self.rejected_list.count()
+        parts = []
+        if n_ok:
+            parts.append(f"{n_ok} face{'s' if n_ok != 1 else ''} ready to save")
+        if n_bad:
+            parts.append(f"{n_bad} photo{'s' if n_bad != 1 else ''} not used (reasons below)")
+        if parts:
+            self._set_status("; ".join(parts) + ".", error=False, ok=n_bad == 0)
+
+    def _accept(self, item: AcceptedFace) -> None:
+        self.accepted_faces.append(item)
+        pix = QPixmap.fromImage(rgb_to_qimage(item.crop)).scaled(
+            THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation)
+        entry = QListWidgetItem(QIcon(pix), item.label)
+        entry.setData(Qt.ItemDataRole.UserRole, item.key)
+        entry.setToolTip(item.label)
+        self.thumbs.addItem(entry)
+        if not self._pending:
+            self._summarise()
+        self._update_state()
+        self.checked.emit()
+
+    def _reject(self, reason: str, snapshot: bool = False) -> None:
+        self.rejected.append(reason)
+        if snapshot:
+            self._set_status(reason + ".", error=True)
+        elif reason.endswith("already added"):
+            self._set_status(reason + ".", error=True)
+        else:
+            icon = self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
+            self.rejected_list.addItem(QListWidgetItem(icon, reason))
+            self.rejected_list.show()
+            if not self._pending:
+                self._summarise()
+        self._update_state()
+        self.checked.emit()
+
+    def _set_status(self, text: str, *, error: bool, ok: bool = False) -> None:
+        self.status.setText(text)
+        self.status.setStyleSheet(ERROR_STYLE if error else OK_STYLE if ok else HINT_STYLE)
+
+    def remove_selected(self) -> None:
+        """Drop the selected thumbnails; they will not be saved."""
+        keys = {it.data(Qt.ItemDataRole.UserRole) for it in self.thumbs.selectedItems()}
+        for it in self.thumbs.selectedItems():
+            self.thumbs.takeItem(self.thumbs.row(it))
+        self.accepted_faces = [a for a in self.accepted_faces if a.key not in keys]
+        self._update_state()
+
+    # -- saving ----------------------------------------------------------------------
+    def save(self) -> None:
+        """Store every accepted face under the name, in one transaction."""
+        if self.save_blocker() is not None:
+            return
+        name = normalize_name(self.name_edit.text())
+        faces = [a.face for a in self.accepted_faces]
+        new_person = self.existing_person() is None or not self.add_existing_check.isChecked()
+        self._saving = True
+        self._update_state()
+        self._set_status(f"Saving {len(faces)} face(s) for {name}…", error=False)
+
+        def job(rec: Recognizer, reply: Reply) -> Person:
+            return rec.enroll(name, faces, new_person=new_person)
+
+        self.worker.call(job, on_done=self._on_save_done, on_error=self._on_save_failed,
+                         people_changed=True)
+
+    def _on_save_done(self, person: Person) -> None:
+        self._saving = False
+        if self._closed:  # closed while saving: the person is stored all the same
+            return
+        log.info("enrolled %d face(s) for %s", len(self.accepted_faces), person.name)
+        self.saved.emit(person)
+        self.accept()
+
+    def _on_save_failed(self, message: str) -> None:
+        self._saving = False
+        if self._closed:
+            return
+        self._set_status(f"Nothing was saved: {message}", error=True)
+        self._update_state()
+
+    def done(self, result: int) -> None:  # noqa: D102 - cancel checks still queued
+        if self._saving and result != QDialog.DialogCode.Accepted:
+            return  # the save is one transaction in flight: wait for its answer
+        self._closed = True
+        for reply in self._pending:
+            reply.cancel()
+        self._pending.clear()
+        super().done(result)

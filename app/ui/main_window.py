@@ -1,0 +1,517 @@
+"""The main window: live view, menus, toolbar, status bar and the recognition log."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, QUrl
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDesktopServices, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QStyle,
+    QToolBar,
+    QToolButton,
+    QWidget,
+)
+
+from app import __version__
+from app.config import Paths, Settings
+from app.pipeline.sources import SourceSpec
+from app.ui.enroll_dialog import EnrollDialog
+from app.ui.people_dialog import PeopleDialog
+from app.ui.recognition_log import RecognitionLogPanel
+from app.ui.settings_dialog import SettingsDialog
+from app.ui.video_view import VideoView
+from app.ui.worker import FramePayload, PipelineWorker, RecognizerFactory
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from app.pipeline.store import Person
+
+log = logging.getLogger(__name__)
+
+VIDEO_FILTER = ("Videos (*.mp4 *.avi *.mkv *.mov *.webm *.m4v *.mpg *.mpeg *.wmv *.mjpg);;"
+                "All files (*)")
+
+
+class MainWindow(QMainWindow):
+    """The facerec window.
+
+    Parameters
+    ----------
+    paths : Paths
+        The data directory (store, settings, logs, ``ui.ini``).
+    source : str, optional
+        Camera index, video file or stream URL to play at start; by default the first
+        camera that opens (or the one used last).
+    log_path : Path, optional
+        The log file, shown in error states.
+    recognizer_factory : callable, optional
+        Passed to the worker (tests may inject one).
+    """
+
+    def __init__(self, paths: Paths, source: str | None = None, *,
+                 log_path: Path | None = None,
+                 recognizer_factory: RecognizerFactory | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("mainWindow")
+        self.paths = paths.ensure()
+        self.log_path = log_path or paths.logs / "facerec.log"
+        self.settings = Settings.load(paths.settings)
+        # Window state lives next to the data, never in the user's global QSettings.
+        self.ui_settings = QSettings(str(paths.root / "ui.ini"), QSettings.Format.IniFormat)
+        self.people: list[Person] = []
+        self.cameras: list[int] = []
+        self.playing = False
+        self.last_spec: SourceSpec | None = None
+        self.enroll_dialog: EnrollDialog | None = None
+        self.people_dialog: PeopleDialog | None = None
+        self._ready = False
+        self._shut_down = False
+
+        self.view = VideoView(self)
+        self.setCentralWidget(self.view)
+        self.log_panel = RecognitionLogPanel(self)
+        self.log_dock = QDockWidget("Recognition log", self)
+        self.log_dock.setObjectName("recognitionLogDock")
+        self.log_dock.setWidget(self.log_panel)
+        self.log_dock.setMinimumWidth(300)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.log_dock)
+        self._build_actions()
+        self._build_menus()
+        self._build_toolbar()
+        self._build_status_bar()
+        self._update_title()
+
+        self.worker = PipelineWorker(paths, self.settings, recognizer_factory=recognizer_factory)
+        w = self.worker
+        w.ready.connect(self._on_worker_ready)
+        w.failed.connect(self._on_worker_failed)
+        w.result_ready.connect(self._on_worker_result_ready)
+        w.source_opened.connect(self._on_worker_source_opened)
+        w.source_failed.connect(self._on_worker_source_failed)
+        w.source_lost.connect(self._on_worker_source_lost)
+        w.source_ended.connect(self._on_worker_source_ended)
+        w.source_closed.connect(self._on_worker_source_closed)
+        w.cameras_found.connect(self._on_worker_cameras_found)
+        w.people_changed.connect(self._on_worker_people_changed)
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)
+
+        self.view.show_message("busy", "Starting…", "Loading the face models.")
+        self._restore_window()
+        self._set_enabled(False)
+        w.start()
+        if source is not None and str(source).strip():
+            self.open_source(str(source))
+        else:
+            w.find_cameras(auto_open=True)
+
+    # -- construction ----------------------------------------------------------------
+    def _action(self, text: str, icon: QStyle.StandardPixmap | None = None,
+                shortcut: QKeySequence | str | None = None, slot=None) -> QAction:  # noqa: ANN001
+        action = QAction(text, self)
+        if icon is not None:
+            action.setIcon(self.style().standardIcon(icon))
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        if slot is not None:
+            action.triggered.connect(slot)
+        return action
+
+    def _build_actions(self) -> None:
+        sp = QStyle.StandardPixmap
+        self.open_file_action = self._action("Open video file…", sp.SP_DialogOpenButton,
+                                             QKeySequence.StandardKey.Open, self._on_open_file)
+        self.open_url_action = self._action("Open stream URL…", sp.SP_DriveNetIcon, "Ctrl+U",
+                                            self._on_open_url)
+        self.start_action = self._action("Start", sp.SP_MediaPlay, "Ctrl+R", self.start)
+        self.stop_action = self._action("Stop", sp.SP_MediaStop, "Ctrl+.", self.stop)
+        self.enroll_action = self._action("Enroll person…", sp.SP_FileDialogNewFolder, "Ctrl+E",
+                                          lambda: self.open_enroll_dialog())
+        self.people_action = self._action("Manage people…", sp.SP_FileDialogDetailedView,
+                                          "Ctrl+P", self.open_people_dialog)
+        self.settings_action = self._action("Settings…", sp.SP_FileDialogInfoView,
+                                            QKeySequence.StandardKey.Preferences,
+                                            self.open_settings_dialog)
+        self.export_action = self._action("Export recognition log…", sp.SP_DialogSaveButton,
+                                          None, self.log_panel._on_export_clicked)
+        self.quit_action = self._action("Quit", None, QKeySequence.StandardKey.Quit, self.close)
+        self.search_cameras_action = self._action("Search for cameras", sp.SP_BrowserReload,
+                                                  None, lambda: self.worker.find_cameras())
+        self.about_action = self._action("About facerec", None, None, self._on_about)
+        self.open_logs_action = self._action("Open log folder", None, None, self._open_log_folder)
+        self.start_action.setEnabled(False)
+        self.stop_action.setEnabled(False)
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        file_menu.addAction(self.open_file_action)
+        file_menu.addAction(self.open_url_action)
+        self.camera_menu = QMenu("&Camera", self)
+        self.camera_menu.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_ComputerIcon))
+        self.camera_group = QActionGroup(self)
+        self._fill_camera_menu()
+        file_menu.addMenu(self.camera_menu)
+        file_menu.addSeparator()
+        file_menu.addAction(self.start_action)
+        file_menu.addAction(self.stop_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.export_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        people = bar.addMenu("&People")
+        people.addAction(self.enroll_action)
+        people.addAction(self.people_action)
+        view = bar.addMenu("&View")
+        view.addAction(self.log_dock.toggleViewAction())
+        tools = bar.addMenu("&Tools")
+        tools.addAction(self.settings_action)
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self.open_logs_action)
+        help_menu.addAction(self.about_action)
+
+    def _build_toolbar(self) -> None:
+        tb = QToolBar("Main", self)
+        tb.setObjectName("mainToolBar")
+        tb.setMovable(False)
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        tb.addAction(self.open_file_action)
+        camera_button = QToolButton(self)
+        camera_button.setMenu(self.camera_menu)
+        camera_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        camera_button.setText("Camera")
+        camera_button.setIcon(self.camera_menu.icon())
+        camera_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        tb.addWidget(camera_button)
+        tb.addSeparator()
+        tb.addAction(self.start_action)
+        tb.addAction(self.stop_action)
+        tb.addSeparator()
+        tb.addAction(self.enroll_action)
+        tb.addAction(self.people_action)
+        tb.addAction(self.settings_action)
+        self.addToolBar(tb)
+
+    def _build_status_bar(self) -> None:
+        sb = self.statusBar()
+        self.source_label = QLabel("No source")
+        self.fps_label = QLabel("– fps")
+        self.timing_label = QLabel("detect – · embed – · search –")
+        self.people_label = QLabel("– people")
+        sb.addWidget(self.source_label, 1)
+        for label in (self.fps_label, self.timing_label, self.people_label):
+            label.setContentsMargins(8, 0, 8, 0)
+            sb.addPermanentWidget(label)
+
+    def _fill_camera_menu(self) -> None:
+        menu = self.camera_menu
+        menu.clear()
+        for action in self.camera_group.actions():
+            self.camera_group.removeAction(action)
+        if not self.cameras:
+            none = menu.addAction("No camera found")
+            none.setEnabled(False)
+        current = (self.last_spec.target if self.last_spec and self.last_spec.kind == "camera"
+                   and self.playing else None)
+        for index in self.cameras:
+            action = menu.addAction(f"Camera {index}")
+            action.setCheckable(True)
+            action.setChecked(index == current)
+            action.triggered.connect(lambda _=False, i=index: self.open_source(str(i)))
+            self.camera_group.addAction(action)
+        menu.addSeparator()
+        menu.addAction(self.search_cameras_action)
+
+    def _restore_window(self) -> None:
+        geometry = self.ui_settings.value("window/geometry")
+        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1280, 800)
+        state = self.ui_settings.value("window/state")
+        if isinstance(state, QByteArray) and not state.isEmpty():
+            self.restoreState(state)
+
+    def _save_window(self) -> None:
+        self.ui_settings.setValue("window/geometry", self.saveGeometry())
+        self.ui_settings.setValue("window/state", self.saveState())
+        self.ui_settings.sync()
+
+    def _set_enabled(self, ready: bool) -> None:
+        for action in (self.enroll_action, self.people_action, self.settings_action):
+            action.setEnabled(ready)
+
+    def _update_title(self, source: str | None = None) -> None:
+        title = f"facerec {__version__}"
+        self.setWindowTitle(f"{source} — {title}" if source else title)
+
+    # -- sources ---------------------------------------------------------------------
+    def open_source(self, text: str | SourceSpec) -> None:
+        """Play a camera index, video file or stream URL (opened in the worker)."""
+        spec = text if isinstance(text, SourceSpec) else SourceSpec.parse(text)
+        self.last_spec = spec
+        self.view.show_message("busy", f"Opening {spec.describe()}…", "")
+        self.source_label.setText(f"Opening {spec.describe()}…")
+        self.worker.open_source(spec)
+
+    def start(self) -> None:
+        """Play the last source again, or look for a camera."""
+        if self.last_spec is not None:
+            self.open_source(self.last_spec)
+        else:
+            self.worker.find_cameras(auto_open=True)
+
+    def stop(self) -> None:
+        """Stop playing and release the camera."""
+        self.worker.close_source()
+
+    def _ask_video_file(self) -> str:
+        start = str(self.ui_settings.value("paths/last_video_dir", str(Path.home())))
+        path, _ = QFileDialog.getOpenFileName(self, "Open video file", start, VIDEO_FILTER)
+        return path
+
+    def _on_open_file(self) -> None:
+        path = self._ask_video_file()
+        if path:
+            self.ui_settings.setValue("paths/last_video_dir", str(Path(path).parent))
+            self.open_source(path)
+
+    def _ask_stream_url(self) -> str:
+        url, ok = QInputDialog.getText(
+            self, "Open stream", "Stream URL (rtsp://, http://…):",
+            text=str(self.ui_settings.value("paths/last_stream", "rtsp://")))
+        return url.strip() if ok else ""
+
+    def _on_open_url(self) -> None:
+        url = self._ask_stream_url()
+        if url:
+            if "://" not in url:
+                QMessageBox.warning(self, "Open stream",
+                                    f"“{url}” is not a URL (it should start with rtsp:// "
+                                    "or http://).")
+                return
+            self.ui_settings.setValue("paths/last_stream", url)
+            self.open_source(url)
+
+    def _choose_another_source(self) -> None:
+        self.worker.find_cameras(auto_open=False)
+        self.camera_menu.popup(self.mapToGlobal(self.view.geometry().center()))
+
+    def _set_playing(self, playing: bool) -> None:
+        self.playing = playing
+        self.start_action.setEnabled(self._ready and not playing)
+        self.stop_action.setEnabled(self._ready and playing)
+        self._fill_camera_menu()
+
+    # -- worker signals --------------------------------------------------------------
+    def _on_worker_ready(self, people: list[Person]) -> None:
+        self._ready = True
+        self._set_enabled(True)
+        self._on_worker_people_changed(people)
+        self._set_playing(self.playing)
+        if self.view.message.kind == "busy" and self.last_spec is None:
+            self.view.show_message("busy", "Looking for cameras…", "")
+
+    def _on_worker_failed(self, message: str) -> None:
+        self._ready = False
+        self._set_enabled(False)
+        self._set_playing(False)
+        self.view.set_dimmed(True)
+        title = "Recognition stopped" if self.view.payload else "Recognition could not start"
+        self.view.show_message(
+            "error", title,
+            f"{message}\n\nDetails are in the log file:\n{self.log_path}",
+            [("Open log folder", self._open_log_folder), ("Quit", self.close)])
+        self.source_label.setText(title)
+
+    def _on_worker_result_ready(self, payload: FramePayload) -> None:
+        self.view.set_payload(payload)
+        if self.view.isVisible():
+            self.view.repaint()  # paint now: the acknowledgement below means "on screen"
+        self.worker.frame_shown()
+        t = payload.result.timings
+        self.fps_label.setText(f"{payload.fps:.1f} fps")
+        self.timing_label.setText(f"detect {t.get('detect', 0):.0f} ms · embed "
+                                  f"{t.get('embed', 0):.0f} ms · search "
+                                  f"{t.get('search', 0):.1f} ms")
+        self.log_panel.add_result(payload.result, payload.source)
+
+    def _on_worker_source_opened(self, description: str, live: bool) -> None:
+        self.view.hide_message()
+        self.view.set_dimmed(False)
+        self.source_label.setText(f"{'Live: ' if live else 'Playing: '}{description}")
+        self._update_title(description)
+        self._set_playing(True)
+        if self.last_spec is not None and self.last_spec.kind == "camera":
+            self.ui_settings.setValue("source/camera", int(self.last_spec.target))
+
+    def _on_worker_source_failed(self, spec: SourceSpec, message: str) -> None:
+        self._set_playing(False)
+        self.view.set_dimmed(True)
+        self.source_label.setText("No source")
+        if spec.kind == "camera":
+            self.view.show_message(
+                "warning", "Camera not available",
+                f"{message}.\n\nChoose another camera, or open a video file or a stream.",
+                [("Open video file…", self._on_open_file),
+                 ("Search for cameras", lambda: self.worker.find_cameras(auto_open=True)),
+                 ("Open stream URL…", self._on_open_url)])
+        elif spec.kind == "file":
+            self.view.show_message("warning", "Cannot play this video", message,
+                                   [("Open another video…", self._on_open_file)])
+        else:
+            self.view.show_message("warning", "Cannot open the stream", message,
+                                   [("Retry", lambda: self.open_source(spec)),
+                                    ("Open stream URL…", self._on_open_url),
+                                    ("Open video file…", self._on_open_file)])
+
+    def _on_worker_source_lost(self, message: str) -> None:
+        self._set_playing(False)
+        self.view.set_dimmed(True)
+        what = "Camera" if self.last_spec and self.last_spec.kind == "camera" else "Stream"
+        self.source_label.setText(f"{what} lost")
+        self.view.show_message(
+            "warning", f"{what} lost",
+            f"{message}.\n\nCheck the cable or the network, then retry, or choose another "
+            "source.",
+            [("Retry", self.start), ("Choose another…", self._choose_another_source),
+             ("Open video file…", self._on_open_file)])
+
+    def _on_worker_source_ended(self) -> None:
+        self._set_playing(False)
+        self.view.set_dimmed(True)
+        name = self.last_spec.describe() if self.last_spec else "The video"
+        self.source_label.setText(f"Ended: {name}")
+        self.view.show_message("info", "Video ended", f"{name} has played to the end.",
+                               [("Replay", self.start),
+                                ("Open another video…", self._on_open_file)])
+
+    def _on_worker_source_closed(self) -> None:
+        self._set_playing(False)
+        self.view.set_dimmed(True)
+        self.source_label.setText("Stopped")
+        self.view.show_message("info", "Stopped", "Recognition is paused and the camera is "
+                               "released.", [("Start", self.start)])
+
+    def _on_worker_cameras_found(self, cameras: list[int], auto_open: bool) -> None:
+        self.cameras = list(cameras)
+        self._fill_camera_menu()
+        if not auto_open or self.playing:
+            return
+        if cameras:
+            last = self.ui_settings.value("source/camera")
+            index = int(last) if last is not None and str(last).isdigit() and \
+                int(last) in cameras else cameras[0]
+            self.open_source(str(index))
+            return
+        self.source_label.setText("No camera found")
+        self.view.show_message(
+            "warning", "No camera found",
+            "No camera is connected, or every camera is in use by another program.\n\n"
+            "You can open a video file or a network stream instead.",
+            [("Open video file…", self._on_open_file),
+             ("Open stream URL…", self._on_open_url),
+             ("Search again", lambda: self.worker.find_cameras(auto_open=True))])
+
+    def _on_worker_people_changed(self, people: list[Person]) -> None:
+        self.people = list(people)
+        n = len(self.people)
+        self.people_label.setText(f"{n} {'person' if n == 1 else 'people'} enrolled")
+
+    # -- dialogs ---------------------------------------------------------------------
+    def current_frame(self) -> np.ndarray | None:
+        """The frame on screen (what a snapshot captures), or None."""
+        return self.view.payload.frame if self.view.payload is not None else None
+
+    def open_enroll_dialog(self, name: str | None = None) -> EnrollDialog:
+        """Open the enrollment dialog (non-blocking); for *name*, add photos to them."""
+        parent = self.people_dialog if (self.people_dialog is not None
+                                        and self.people_dialog.isVisible()) else self
+        dlg = EnrollDialog(self.worker, self.people, parent, name=name or "",
+                           existing=name is not None, frame_provider=self.current_frame)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dlg.saved.connect(self._on_enroll_dialog_saved)
+        self.enroll_dialog = dlg
+        dlg.destroyed.connect(lambda: setattr(self, "enroll_dialog", None))
+        dlg.open()
+        return dlg
+
+    def _on_enroll_dialog_saved(self, person: Person) -> None:
+        self.statusBar().showMessage(f"Enrolled {person.name} ({person.face_count} faces)", 5000)
+
+    def open_people_dialog(self) -> PeopleDialog:
+        """Open the people manager (non-blocking)."""
+        if self.people_dialog is not None:
+            self.people_dialog.raise_()
+            self.people_dialog.activateWindow()
+            return self.people_dialog
+        dlg = PeopleDialog(self.worker, self, open_enroll=self.open_enroll_dialog)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.people_dialog = dlg
+        dlg.destroyed.connect(lambda: setattr(self, "people_dialog", None))
+        dlg.show()
+        return dlg
+
+    def open_settings_dialog(self) -> SettingsDialog:
+        """Open the settings dialog; on OK, save and apply the settings."""
+        dlg = SettingsDialog(self.settings, self)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dlg.accepted.connect(lambda: self.apply_settings(dlg.settings()))
+        dlg.open()
+        return dlg
+
+    def apply_settings(self, settings: Settings) -> None:
+        """Save settings to the data directory and hand them to the worker."""
+        self.settings = settings.validated()
+        try:
+            self.settings.save(self.paths.settings)
+        except OSError as exc:
+            QMessageBox.warning(self, "Settings", f"Could not save the settings: {exc}")
+        self.worker.apply_settings(self.settings)
+        self.statusBar().showMessage("Settings applied", 3000)
+
+    def _open_log_folder(self) -> None:
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.log_path.parent)))
+
+    def _on_about(self) -> None:
+        QMessageBox.about(
+            self, "About facerec",
+            f"<b>facerec {__version__}</b><p>On-device face recognition: faces never leave "
+            f"this computer.</p><p>Data: {self.paths.root}<br>Log: {self.log_path}</p>")
+
+    # -- shutdown --------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Save the window state and stop the worker (idempotent)."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        try:
+            self._save_window()
+        except Exception:  # never let a settings problem keep the camera open
+            log.exception("could not save the window state")
+        if not self.worker.stop(8000):
+            log.error("the pipeline worker did not stop in time")
+        app = QApplication.instance()
+        if app is not None:
+            try:
+                app.aboutToQuit.disconnect(self.shutdown)
+            except (RuntimeError, TypeError):
+                pass
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: D102
+        self.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,259 @@
+"""The live view: the newest frame, a box on every face, and plain state messages."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QImage, QPainter, QPen
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QStyle,
+    QVBoxLayout,
+    QWidget,
+)
+
+if TYPE_CHECKING:
+    from app.ui.worker import FramePayload
+
+log = logging.getLogger(__name__)
+
+#: Known faces: a solid green box with "Name 0.83".
+KNOWN_COLOR = QColor("#22c55e")
+#: Unknown faces: a red dashed box with "Unknown".
+UNKNOWN_COLOR = QColor("#ef4444")
+BACKGROUND = QColor("#17181c")
+
+Action = tuple[str, Callable[[], None]]
+
+
+def rgb_to_qimage(frame: np.ndarray) -> QImage:
+    """Wrap an RGB ``uint8`` array as a `QImage` that owns a copy of the pixels."""
+    frame = np.ascontiguousarray(frame)
+    h, w = frame.shape[:2]
+    return QImage(frame.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+class MessagePanel(QFrame):
+    """A rounded card over the video that explains a state and offers actions."""
+
+    ICONS = {
+        "info": QStyle.StandardPixmap.SP_MessageBoxInformation,
+        "warning": QStyle.StandardPixmap.SP_MessageBoxWarning,
+        "error": QStyle.StandardPixmap.SP_MessageBoxCritical,
+        "busy": QStyle.StandardPixmap.SP_BrowserReload,
+    }
+
+    def __init__(self, parent: QWidget) -> None:
+        super().__init__(parent)
+        self.setObjectName("messagePanel")
+        self.setStyleSheet(
+            "#messagePanel { background: rgba(32, 34, 40, 235); border: 1px solid #3b3f4a;"
+            " border-radius: 12px; }"
+            "#messagePanel QLabel { color: #e8e8ea; background: transparent; }"
+            "#messageTitle { font-size: 16px; font-weight: 600; }"
+            "#messagePanel QPushButton { padding: 6px 14px; }"
+        )
+        self.icon = QLabel()
+        self.title = QLabel()
+        self.title.setObjectName("messageTitle")
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.text.setMinimumWidth(380)
+        head = QHBoxLayout()
+        head.addWidget(self.icon)
+        head.addWidget(self.title, 1)
+        self._buttons = QHBoxLayout()
+        self._buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(20, 16, 20, 16)
+        layout.setSpacing(10)
+        layout.addLayout(head)
+        layout.addWidget(self.text)
+        layout.addLayout(self._buttons)
+        self.buttons: dict[str, QPushButton] = {}
+        self.kind = ""
+        self.hide()
+
+    def show_message(self, kind: str, title: str, text: str, actions: Sequence[Action] = ()) -> None:
+        """Show a state: *kind* is "info", "warning", "error" or "busy"."""
+        self.kind = kind
+        icon = self.style().standardIcon(self.ICONS.get(kind, self.ICONS["info"]))
+        self.icon.setPixmap(icon.pixmap(QSize(32, 32)))
+        self.title.setText(title)
+        self.text.setText(text)
+        self.text.setVisible(bool(text))
+        for button in self.buttons.values():
+            self._buttons.removeWidget(button)
+            button.deleteLater()
+        self.buttons = {}
+        for i, (label, slot) in enumerate(actions):
+            button = QPushButton(label, self)
+            button.clicked.connect(slot)
+            if i == 0:
+                button.setDefault(True)
+            self._buttons.addWidget(button)
+            self.buttons[label] = button
+        self.show()
+        self.raise_()
+        parent = self.parentWidget()
+        if parent is not None:
+            self._center(parent.size())
+
+    def _center(self, size: QSize) -> None:
+        # A word-wrapped QLabel under-reports its height for multi-paragraph text, so
+        # measure the text at the chosen width and fix the label's height to it.
+        w = min(max(self.text.sizeHint().width() + 40, 520), max(size.width() - 40, 200))
+        m = self.layout().contentsMargins()
+        inner = w - m.left() - m.right()
+        fm = self.text.fontMetrics()
+        text_h = fm.boundingRect(QRect(0, 0, inner, 100000),
+                                 int(Qt.TextFlag.TextWordWrap), self.text.text()).height()
+        self.text.setFixedHeight(text_h + 4)
+        self.text.setMinimumWidth(0)
+        head_h = max(self.icon.sizeHint().height(), self.title.sizeHint().height())
+        buttons_h = max([b.sizeHint().height() for b in self.buttons.values()] or [0])
+        parts = [head_h, text_h + 4 if self.text.isVisible() else 0, buttons_h]
+        h = (m.top() + m.bottom() + sum(parts)
+             + self.layout().spacing() * (sum(1 for p in parts if p) - 1))
+        self.setGeometry((size.width() - w) // 2, max(0, (size.height() - h) // 2), w, h)
+
+
+class VideoView(QWidget):
+    """Paints the newest frame with its faces, and state messages over it.
+
+    The frame and the boxes come from the same `FramePayload`, so a box is always drawn
+    on the picture it was computed on. The `QImage` is built here, in the GUI thread.
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("videoView")
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setMinimumSize(320, 240)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+        self.payload: FramePayload | None = None
+        self._image: QImage | None = None
+        self.dimmed = False
+        self.frames_painted = 0
+        self.message = MessagePanel(self)
+
+    # -- content -------------------------------------------------------------------
+    def set_payload(self, payload: FramePayload) -> None:
+        """Show a new frame and its faces (GUI thread)."""
+        self.payload = payload
+        self._image = rgb_to_qimage(payload.frame)
+        self.dimmed = False
+        self.update()
+
+    def clear(self) -> None:
+        """Forget the last frame."""
+        self.payload = None
+        self._image = None
+        self.update()
+
+    def set_dimmed(self, dimmed: bool) -> None:
+        """Grey out the last frame (stopped, ended, lost)."""
+        self.dimmed = dimmed
+        self.update()
+
+    def show_message(self, kind: str, title: str, text: str = "",
+                     actions: Sequence[Action] = ()) -> None:
+        """Show a state message over the video."""
+        self.message.show_message(kind, title, text, actions)
+
+    def hide_message(self) -> None:
+        """Hide the state message."""
+        self.message.hide()
+
+    def message_button(self, label: str) -> QPushButton:
+        """The button labelled *label* in the current message (for tests and shortcuts)."""
+        return self.message.buttons[label]
+
+    def face_labels(self) -> list[str]:
+        """The labels currently drawn, e.g. ``["Obama 0.82", "Unknown 0.31"]``."""
+        if self.payload is None:
+            return []
+        return [self._label(f.name, f.similarity) for f in self.payload.result.faces]
+
+    @staticmethod
+    def _label(name: str | None, similarity: float) -> str:
+        return f"{name} {similarity:.2f}" if name else "Unknown"
+
+    # -- Qt ------------------------------------------------------------------------
+    def sizeHint(self) -> QSize:  # noqa: D102
+        return QSize(960, 620)
+
+    def resizeEvent(self, event) -> None:  # noqa: ANN001, D102
+        super().resizeEvent(event)
+        if self.message.isVisible():
+            self.message._center(self.size())
+
+    def image_rect(self) -> QRectF:
+        """Where the frame is drawn: fitted into the widget, aspect ratio kept."""
+        if self._image is None:
+            return QRectF()
+        iw, ih = self._image.width(), self._image.height()
+        scale = min(self.width() / iw, self.height() / ih)
+        w, h = iw * scale, ih * scale
+        return QRectF((self.width() - w) / 2, (self.height() - h) / 2, w, h)
+
+    def paintEvent(self, event) -> None:  # noqa: ANN001, D102
+        p = QPainter(self)
+        p.fillRect(self.rect(), BACKGROUND)
+        if self._image is None or self.payload is None:
+            p.end()
+            return
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        target = self.image_rect()
+        p.drawImage(target, self._image)
+        scale = target.width() / self._image.width()
+        font = QFont(self.font())
+        font.setPixelSize(int(min(max(13, 15 * scale), 22)))
+        font.setBold(True)
+        p.setFont(font)
+        for face in self.payload.result.faces:
+            x, y, w, h = face.box
+            box = QRectF(target.x() + x * scale, target.y() + y * scale, w * scale, h * scale)
+            self._draw_face(p, box, face.name, face.similarity)
+        if self.dimmed:
+            p.fillRect(target, QColor(0, 0, 0, 140))
+        p.end()
+        self.frames_painted += 1
+
+    def _draw_face(self, p: QPainter, box: QRectF, name: str | None, similarity: float) -> None:
+        known = name is not None
+        color = KNOWN_COLOR if known else UNKNOWN_COLOR
+        pen = QPen(color, 3 if known else 2.5)
+        if not known:
+            pen.setStyle(Qt.PenStyle.DashLine)
+        p.setPen(pen)
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        p.drawRoundedRect(box, 4, 4)
+        text = f"{name}  {similarity:.2f}" if known else "Unknown"
+        fm = QFontMetricsF(p.font())
+        tw, th = fm.horizontalAdvance(text) + 12, fm.height() + 6
+        ty = box.top() - th - 2
+        if ty < self.image_rect().top():
+            ty = box.top() + 2  # no room above: put the label inside the box
+        label = QRectF(box.left() - 1.5, ty, tw, th)
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(QBrush(color))
+        p.drawRoundedRect(label, 4, 4)
+        p.setPen(QColor("white"))
+        p.drawText(label.adjusted(6, 0, 0, 0), int(Qt.AlignmentFlag.AlignVCenter), text)
+        if known:
+            return
+        # A question mark in the corner makes Unknown clear without relying on colour.
+        p.setPen(QPen(color, 2))
+        p.drawText(QPointF(box.right() - fm.horizontalAdvance("?") - 6,
+                           box.bottom() - 6), "?")

@@ -1,0 +1,506 @@
+"""The pipeline worker: one thread that owns the camera and the `Recognizer`.
+
+Threading model
+---------------
+`PipelineWorker` is a `QThread` whose `run()` builds the `Recognizer` *in the worker
+thread* and keeps it for the whole life of the app. The recognizer is not thread-safe,
+so nothing else ever touches it: the GUI thread sends work (open a source, check a
+snapshot, enroll, rename, delete, apply settings) through a thread-safe
+`queue.SimpleQueue` of jobs, and the worker runs them between frames, or, when no
+source is playing, while it waits on that queue. Each job answers through a `Reply`
+(a `QObject` living in the GUI thread), so its signals reach the GUI as queued calls.
+
+Frames are dropped, never queued. At most one `FramePayload` is in flight: the worker
+sets ``_gui_busy`` when it emits one, and the GUI calls `frame_shown` once it has
+painted it. A frame read while the GUI is still busy is thrown away, so Qt's event
+queue never fills up and the picture on screen is always the newest. Live sources are
+read through a `LatestFrameGrabber`, which itself keeps only the newest frame; video
+files are paced at their native frame rate, skipping frames when processing is slower,
+so a file plays in real time like a camera.
+
+Methods on a `QThread` subclass run in the *caller's* thread: everything public here
+only sets an `Event` or puts a job on the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, Signal
+
+from app.config import Paths, Settings
+from app.pipeline.errors import FacerecError, SourceError
+from app.pipeline.sources import LatestFrameGrabber, SourceSpec, VideoSource, list_cameras
+from app.pipeline.tracking import FaceTracker
+
+if TYPE_CHECKING:
+    from app.pipeline.recognizer import Recognizer
+    from app.pipeline.types import FrameResult
+
+log = logging.getLogger(__name__)
+
+#: If the GUI has not acknowledged a frame for this long, assume the payload was lost
+#: (e.g. its receiver was deleted) and emit again rather than stall forever.
+GUI_ACK_TIMEOUT_S = 1.0
+#: How long queued jobs may run between two frames before a frame is processed.
+JOB_BUDGET_S = 0.08
+#: A live source that delivers nothing for this long counts as lost.
+LIVE_TIMEOUT_S = 5.0
+#: Poll interval of the idle loop and of short waits (bounds how long `stop` takes).
+POLL_S = 0.05
+#: Seconds between checks for changes another process made to the store.
+STORE_CHECK_S = 2.0
+
+RecognizerFactory = Callable[[Paths, Settings], "Recognizer"]
+
+
+def _open_recognizer(paths: Paths, settings: Settings) -> Recognizer:
+    from app.pipeline.recognizer import Recognizer
+
+    return Recognizer.open(paths, settings)
+
+
+@dataclass(frozen=True)
+class FramePayload:
+    """One processed frame, handed from the worker to the GUI.
+
+    The frame array is the exact picture the result was computed on, so the overlay is
+    always drawn on the face it belongs to. The worker never touches it again.
+
+    Attributes
+    ----------
+    frame : ndarray
+        RGB ``uint8`` (H, W, 3).
+    result : FrameResult
+        Faces, names and per-stage timings.
+    fps : float
+        Frames processed per second, over the last two seconds.
+    source : str
+        Short description of the source.
+    live : bool
+        True for cameras and streams.
+    position : int
+        Index of the frame in a video file (frames read so far minus one); for live
+        sources, the number of frames processed since the source opened.
+    dropped : int
+        Frames dropped so far on this source (pipeline or GUI busy).
+    """
+
+    frame: np.ndarray
+    result: FrameResult
+    fps: float
+    source: str
+    live: bool
+    position: int = 0
+    dropped: int = 0
+
+
+class Reply(QObject):
+    """The answer to one job sent to the worker.
+
+    It lives in the GUI thread; the worker emits its signals, which Qt delivers to the
+    GUI thread as queued calls. Connect before the job is queued (`PipelineWorker.call`
+    does), or an early answer would be lost.
+    """
+
+    progress = Signal(object)
+    finished = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        """Ask the worker to skip the job if it has not started (thread-safe)."""
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """True once `cancel` was called."""
+        return self._cancelled.is_set()
+
+
+Job = Callable[["Recognizer", Reply], Any]
+
+
+class PipelineWorker(QThread):
+    """Capture and recognition off the GUI thread; owner of the `Recognizer`.
+
+    Parameters
+    ----------
+    paths : Paths
+        The data directory.
+    settings : Settings
+        Initial settings (camera resolution is read from them when a camera opens).
+    recognizer_factory : callable, optional
+        Builds the recognizer in the worker thread (tests may inject one).
+    """
+
+    #: The recognizer is open; carries the list of enrolled `Person`.
+    ready = Signal(object)
+    #: Fatal: the recognizer could not be opened (model or store error) or the worker
+    #: crashed. Carries the user-facing message. The thread has ended.
+    failed = Signal(str)
+    #: A processed frame (`FramePayload`); call `frame_shown` after painting it.
+    result_ready = Signal(object)
+    #: A source started delivering frames: (description, is_live).
+    source_opened = Signal(str, bool)
+    #: A source could not be opened: (SourceSpec, message).
+    source_failed = Signal(object, str)
+    #: A live source stopped delivering frames mid-stream: message.
+    source_lost = Signal(str)
+    #: A video file reached its end.
+    source_ended = Signal()
+    #: Playback stopped on request.
+    source_closed = Signal()
+    #: The cameras that open and deliver a frame (list of int) and whether the caller
+    #: asked to open one automatically.
+    cameras_found = Signal(object, bool)
+    #: Enrolled people changed (list of `Person`), after enroll, rename or remove.
+    people_changed = Signal(object)
+
+    #: Every worker ever created (weakly), so tests can check none is left running.
+    instances: weakref.WeakSet[PipelineWorker] = weakref.WeakSet()
+
+    def __init__(self, paths: Paths, settings: Settings | None = None, *,
+                 recognizer_factory: RecognizerFactory | None = None,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("PipelineWorker")
+        self.paths = paths
+        self._settings = (settings or Settings.load(paths.settings)).validated()
+        self._factory = recognizer_factory or _open_recognizer
+        self._jobs: queue.SimpleQueue[tuple[Job, Reply, bool] | None] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._gui_busy = threading.Event()
+        self._busy_since = 0.0
+        self.ack_timeout = GUI_ACK_TIMEOUT_S
+        self._alive = True  # False once run() has finished (read from the GUI thread)
+        self.failure: str | None = None
+        # Worker-thread state: touched only inside run() and the jobs it executes.
+        self._source: VideoSource | None = None
+        self._grabber: LatestFrameGrabber | None = None
+        self._spec: SourceSpec | None = None
+        self._play_start = 0.0
+        self._position = 0
+        self._frame_index = 0
+        self._last_frame_at = 0.0
+        self._live_count = 0
+        self._tracker = FaceTracker()
+        self._checked_store_at = 0.0
+        self._stamps: deque[float] = deque(maxlen=64)
+        self.frames_processed = 0
+        self.frames_dropped = 0
+        PipelineWorker.instances.add(self)
+
+    # -- API for the GUI thread (only sets events and queues jobs) -------------------
+    def call(self, job: Job, *, on_done: Callable[[Any], None] | None = None,
+             on_error: Callable[[str], None] | None = None,
+             on_progress: Callable[[Any], None] | None = None,
+             people_changed: bool = False) -> Reply:
+        """Run ``job(recognizer, reply)`` in the worker thread.
+
+        Parameters
+        ----------
+        job : callable
+            Runs in the worker thread with the recognizer; its return value is emitted
+            by ``reply.finished``. A `FacerecError` becomes ``reply.failed`` with its
+            message; any other exception is logged and reported as unexpected.
+        on_done, on_error, on_progress : callable, optional
+            Connected to the reply *before* the job is queued.
+        people_changed : bool
+            Emit `people_changed` after the job succeeds.
+
+        Returns
+        -------
+        Reply
+            Deleted (``deleteLater``) after it has answered.
+        """
+        reply = Reply(self)
+        if on_progress is not None:
+            reply.progress.connect(on_progress)
+        if on_done is not None:
+            reply.finished.connect(on_done)
+        if on_error is not None:
+            reply.failed.connect(on_error)
+        reply.finished.connect(reply.deleteLater)
+        reply.failed.connect(reply.deleteLater)
+        if not self._alive or self._stop.is_set():
+            reply.failed.emit(self.failure or "recognition is not running")
+        else:
+            self._jobs.put((job, reply, people_changed))
+        return reply
+
+    def open_source(self, source: SourceSpec | str | int) -> None:
+        """Close the current source (if any) and play *source*."""
+        spec = source if isinstance(source, SourceSpec) else SourceSpec.parse(source)
+        self._internal(lambda rec, reply: self._do_open(spec))
+
+    def close_source(self) -> None:
+        """Stop playing and release the camera or file."""
+        self._internal(lambda rec, reply: self._do_close(emit=True))
+
+    def replay(self) -> None:
+        """Play the last source again from the start (after it ended or was lost)."""
+        self._internal(lambda rec, reply: self._spec and self._do_open(self._spec))
+
+    def find_cameras(self, auto_open: bool = False) -> None:
+        """Probe for cameras; answers with `cameras_found`."""
+        self._internal(lambda rec, reply: self._do_find_cameras(auto_open))
+
+    def apply_settings(self, settings: Settings) -> None:
+        """Use new settings from the next frame on (resolution: next camera opened)."""
+        settings = settings.validated()
+
+        def job(rec: Recognizer, reply: Reply) -> None:
+            rec.apply_settings(settings)
+            self._settings = settings
+
+        self._internal(job)
+
+    def frame_shown(self) -> None:
+        """The GUI has painted the last payload: the worker may emit the next one."""
+        self._gui_busy.clear()
+
+    def stop(self, timeout_ms: int = 5000) -> bool:
+        """Stop the thread, release the source and the models; True once it has ended."""
+        self._stop.set()
+        self._jobs.put(None)  # wake the idle loop
+        if not self.isRunning():
+            return True
+        return bool(self.wait(timeout_ms))
+
+    def _internal(self, job: Job) -> None:
+        if self._alive and not self._stop.is_set():
+            reply = Reply(self)
+            reply.finished.connect(reply.deleteLater)
+            reply.failed.connect(reply.deleteLater)
+            self._jobs.put((job, reply, False))
+
+    # -- the worker thread ---------------------------------------------------------
+    def run(self) -> None:  # noqa: D102 - QThread entry point
+        log.info("pipeline worker starting")
+        try:
+            rec = self._factory(self.paths, self._settings)
+        except FacerecError as exc:
+            log.error("cannot start recognition: %s", exc)
+            self._finish(str(exc))
+            return
+        except Exception as exc:  # a bug or a native failure: keep the GUI alive
+            log.exception("cannot start recognition")
+            self._finish(f"unexpected {type(exc).__name__}: {exc}")
+            return
+        failure = None
+        try:
+            self.ready.emit(rec.people())
+            while not self._stop.is_set():
+                self._run_jobs(rec, JOB_BUDGET_S)
+                if self._source is None:
+                    self._wait_for_job(rec, 0.25)
+                else:
+                    self._step(rec)
+        except Exception as exc:
+            log.exception("pipeline worker crashed")
+            failure = f"unexpected {type(exc).__name__}: {exc}"
+        finally:
+            self._do_close(emit=False)
+            try:
+                rec.close()
+            except Exception:
+                log.exception("closing the recognizer failed")
+            self._finish(failure)
+        log.info("pipeline worker stopped")
+
+    def _finish(self, failure: str | None) -> None:
+        self._alive = False
+        if failure is not None:
+            self.failure = failure
+            self.failed.emit(failure)
+        # Answer every job still queued so no dialog waits forever.
+        while True:
+            try:
+                item = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[1].failed.emit(failure or "recognition has stopped")
+
+    def _wait_for_job(self, rec: Recognizer, timeout: float) -> None:
+        try:
+            item = self._jobs.get(timeout=timeout)
+        except queue.Empty:
+            return
+        if item is not None:
+            self._execute(rec, *item)
+
+    def _run_jobs(self, rec: Recognizer, budget: float) -> None:
+        deadline = time.monotonic() + budget
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                item = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                self._execute(rec, *item)
+
+    def _execute(self, rec: Recognizer, job: Job, reply: Reply, people_changed: bool) -> None:
+        if reply.cancelled:
+            return
+        try:
+            result = job(rec, reply)
+        except FacerecError as exc:
+            reply.failed.emit(str(exc))
+            return
+        except Exception as exc:
+            log.exception("job failed")
+            reply.failed.emit(
+                f"unexpected {type(exc).__name__}: {exc} (details in the log)")
+            return
+        reply.finished.emit(result)
+        if people_changed:
+            self.people_changed.emit(rec.people())
+
+    # -- sources (worker thread) ---------------------------------------------------
+    def _do_open(self, spec: SourceSpec) -> None:
+        self._do_close(emit=False)
+        self._spec = spec
+        log.info("opening %s", spec.describe())
+        s = self._settings
+        try:
+            source = VideoSource(spec, s.camera_width, s.camera_height)
+        except SourceError as exc:
+            log.warning("cannot open %s: %s", spec.describe(), exc)
+            self.source_failed.emit(spec, str(exc))
+            return
+        self._source = source
+        self._grabber = LatestFrameGrabber(source) if source.is_live else None
+        self._play_start = self._last_frame_at = time.monotonic()
+        self._position = 0
+        self._live_count = 0
+        self._tracker = FaceTracker()  # tracks belong to one stream
+        self._stamps.clear()
+        self.frames_dropped = 0
+        self._gui_busy.clear()
+        self.source_opened.emit(spec.describe(), source.is_live)
+
+    def _do_close(self, emit: bool) -> None:
+        grabber, source = self._grabber, self._source
+        self._grabber = self._source = None
+        # Released in this (the worker) thread, which opened it.
+        if grabber is not None:
+            grabber.close()
+        elif source is not None:
+            source.close()
+        if emit and source is not None:
+            self.source_closed.emit()
+
+    def _do_find_cameras(self, auto_open: bool) -> None:
+        cams = list_cameras()
+        # The camera we are reading from is busy and would not be found by probing.
+        if self._source is not None and self._spec is not None and self._spec.kind == "camera":
+            cams = sorted(set(cams) | {int(self._spec.target)})
+        log.info("cameras found: %s", cams)
+        self.cameras_found.emit(cams, auto_open)
+
+    def _next_frame(self) -> np.ndarray | None | bool:
+        """The frame to process now; None at the end; False if none is due yet."""
+        if self._grabber is not None:
+            t0 = time.monotonic()
+            try:
+                frame = self._grabber.latest(timeout=POLL_S * 4)
+            except SourceError:
+                # A timeout (nothing new yet) is not a loss unless it lasts; an error the
+                # grabber hit returns at once and is re-raised.
+                if time.monotonic() - t0 < POLL_S * 4 * 0.9:
+                    raise
+                if time.monotonic() - self._last_frame_at > LIVE_TIMEOUT_S:
+                    raise SourceError(f"{self._spec.describe() if self._spec else 'source'}: "
+                                      f"no frame for {LIVE_TIMEOUT_S:.0f} s") from None
+                return False
+            if frame is None:
+                raise SourceError(f"{self._spec.describe() if self._spec else 'stream'}: ended")
+            return frame
+        # A video file: frame n is due at start + n / fps. When processing falls behind,
+        # skip the frames whose successor is already due, so the file plays in real time.
+        source = self._source
+        assert source is not None
+        fps = source.fps
+        now = time.monotonic()
+        due = self._play_start + self._position / fps
+        if due > now:
+            self._stop.wait(min(due - now, POLL_S))
+            return False
+        target = int((now - self._play_start) * fps)
+        if target - self._position > 2 * fps:  # far behind (e.g. a long job): resync
+            self._play_start = now - self._position / fps
+            target = self._position
+        while self._position < target:
+            if source.read() is None:
+                return None
+            self._position += 1
+            self.frames_dropped += 1
+        frame = source.read()
+        self._position += 1
+        return frame
+
+    def _step(self, rec: Recognizer) -> None:
+        try:
+            frame = self._next_frame()
+        except SourceError as exc:
+            log.warning("source lost: %s", exc)
+            self._do_close(emit=False)
+            self.source_lost.emit(str(exc))
+            return
+        if frame is False:
+            return
+        if frame is None:
+            log.info("%s ended", self._spec.describe() if self._spec else "video")
+            self._do_close(emit=False)
+            self.source_ended.emit()
+            return
+        assert isinstance(frame, np.ndarray)
+        now = time.monotonic()
+        self._last_frame_at = now
+        if self._gui_busy.is_set():
+            if now - self._busy_since < self.ack_timeout:
+                self.frames_dropped += 1  # the GUI is still painting the last one: drop
+                return
+            log.debug("no acknowledgement from the GUI for %.1f s; sending anyway",
+                      now - self._busy_since)
+        if self._grabber is not None:
+            self._live_count += 1
+        if now - self._checked_store_at > STORE_CHECK_S:
+            # Another facerec process (the CLI, a second window) may have changed the
+            # store; one cheap query tells, and the index is reloaded only then.
+            self._checked_store_at = now
+            if rec.refresh():
+                self.people_changed.emit(rec.people())
+        result = rec.process(frame, self._frame_index, self._tracker)
+        self._frame_index += 1
+        self.frames_processed += 1
+        self._stamps.append(time.monotonic())
+        fps = 0.0
+        if len(self._stamps) >= 2:
+            while len(self._stamps) > 2 and self._stamps[-1] - self._stamps[0] > 2.0:
+                self._stamps.popleft()
+            span = self._stamps[-1] - self._stamps[0]
+            fps = (len(self._stamps) - 1) / span if span > 0 else 0.0
+        if self.frames_processed % 100 == 0:
+            log.info("%.1f fps, %.0f ms per frame, %d dropped", fps,
+                     result.timings.get("total", 0.0), self.frames_dropped)
+        live = self._grabber is not None
+        self._busy_since = time.monotonic()
+        self._gui_busy.set()
+        self.result_ready.emit(FramePayload(
+            frame, result, fps, self._spec.describe() if self._spec else "", live,
+            self._live_count if live else self._position - 1, self.frames_dropped))

@@ -1,0 +1,69 @@
+"""The pipeline worker on its own: frames are dropped while the GUI is busy, jobs run in
+the worker thread, and stopping releases everything."""
+
+from __future__ import annotations
+
+import threading
+
+from app.pipeline.types import FrameResult
+from app.ui.recognition_log import AppearanceTracker
+from app.ui.worker import PipelineWorker
+
+
+def test_frames_are_dropped_while_gui_is_busy(qtbot, paths, face_video):  # noqa: ANN001
+    worker = PipelineWorker(paths)
+    worker.ack_timeout = 60.0  # this test plays a GUI that never finishes painting
+    results = []
+    worker.result_ready.connect(results.append)
+    worker.start()
+    try:
+        with qtbot.waitSignal(worker.source_opened, timeout=15000):
+            worker.open_source(str(face_video))
+        qtbot.waitUntil(lambda: len(results) == 1, timeout=10000)
+        # Without frame_shown() the worker keeps reading (real time) but emits nothing.
+        qtbot.waitUntil(lambda: worker.frames_dropped >= 4, timeout=10000)
+        assert len(results) == 1
+        worker.frame_shown()
+        qtbot.waitUntil(lambda: len(results) == 2, timeout=10000)
+        assert results[1].position > results[0].position + 4  # the newest, not the next
+    finally:
+        assert worker.stop()
+    assert not worker.isRunning()
+
+
+def test_jobs_run_in_the_worker_thread(qtbot, paths):  # noqa: ANN001
+    worker = PipelineWorker(paths)
+    worker.start()
+    threads, errors = [], []
+    try:
+        worker.call(lambda rec, reply: threading.get_ident(), on_done=threads.append)
+        worker.call(lambda rec, reply: rec.rename("nobody", "x"), on_error=errors.append)
+        qtbot.waitUntil(lambda: bool(threads and errors), timeout=15000)
+    finally:
+        assert worker.stop()
+    assert threads[0] != threading.get_ident()
+    assert "nobody" in errors[0]
+
+
+def _frame(*names: str | None) -> FrameResult:
+    import numpy as np
+
+    from app.pipeline.types import FaceResult
+
+    faces = tuple(FaceResult((0, 0, 10, 10), np.zeros((6, 2)), 0.9, n, 0.8 if n else 0.2)
+                  for n in names)
+    return FrameResult(faces, (640, 480))
+
+
+def test_appearances_are_deduplicated():
+    now = [0.0]
+    tracker = AppearanceTracker(gap=2.0, clock=lambda: now[0])
+    for t in (0.0, 0.5, 1.0, 2.5):  # Ada seen continuously: one appearance
+        now[0] = t
+        tracker.update(_frame("Ada", None, None))
+    now[0] = 6.0  # absent for 3.5 s: a new appearance
+    new, _ = tracker.update(_frame("Ada"))
+    assert [a.name for a in new] == ["Ada"]
+    assert [(a.name, a.frames) for a in tracker.appearances] == [
+        ("Ada", 4), ("Unknown", 4), ("Ada", 1)]
+    assert tracker.appearances[0].duration == 2.5
