@@ -20,6 +20,12 @@ run: $(STAMP)
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# One-folder executable in dist/facerec/ (PyInstaller; see packaging/README.md), then its
+# self-test. `make package ARGS=--no-trim` builds the untrimmed comparison build instead.
+package: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,package]'
+	$(BIN)/python packaging/build.py $(ARGS)
+
 screenshots: $(STAMP)
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python packaging/screenshots.py
 

@@ -288,7 +288,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Measure the pipeline, search and start-up on this machine."""
     from app.pipeline import bench
 
-    photos = Path(args.photos) if args.photos else Path(__file__).resolve().parents[2] / "shared" / "testdata" / "deepface"
+    beside_checkout = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "deepface"
+    photos = Path(args.photos) if args.photos else beside_checkout
     missing = [n for n in bench.SCENE_PHOTOS if not (photos / n).is_file()]
     if missing:
         raise UsageError(f"{photos}: the benchmark photos ({', '.join(missing)}) are not there; "

@@ -99,7 +99,7 @@ def scene(portraits: Sequence[np.ndarray], size: tuple[int, int], t: int) -> np.
 def write_video(path: Path, portraits: Sequence[np.ndarray], size: tuple[int, int],
                 frames: int, fps: float = 30.0) -> Path:
     """Write a synthetic scene as MJPG video (what a USB webcam typically sends)."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, size)
     for t in range(frames):
         writer.write(cv2.cvtColor(scene(portraits, size, t), cv2.COLOR_RGB2BGR))
     writer.release()

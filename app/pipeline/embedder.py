@@ -93,4 +93,5 @@ class FaceEmbedder:
             return np.empty((0, EMBEDDING_DIM), np.float32)
         emb = self._run(standardize(faces))
         norms = np.linalg.norm(emb, axis=1, keepdims=True)
-        return (emb / np.maximum(norms, 1e-12)).astype(np.float32)
+        out: np.ndarray = (emb / np.maximum(norms, 1e-12)).astype(np.float32)
+        return out

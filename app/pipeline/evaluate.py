@@ -168,7 +168,8 @@ def verify_pairs(pairs: list[Pair], images_dir: Path,
                 no_face.append(name)
         if progress:
             progress(k + 1, len(files))
-    same, diff = [], []
+    same: list[float] = []
+    diff: list[float] = []
     for p in pairs:
         a, b = emb.get(p.file_x), emb.get(p.file_y)
         if a is None or b is None:

@@ -81,8 +81,8 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
                         f"{MAX_PIXELS // 1_000_000} megapixels)"
                     )
                 im.load()
-                im = ImageOps.exif_transpose(im) or im
-                return _to_rgb8(im)
+                upright: Image.Image = ImageOps.exif_transpose(im) or im
+                return _to_rgb8(upright)
     except ImageError:
         raise
     except UnidentifiedImageError:

@@ -51,7 +51,12 @@ def largest_face_embedding(detector: FaceDetector, embedder: FaceEmbedder,
     dets = detector.detect(rgb)
     if not dets:
         return None
-    return embedder.embed(align_face(rgb, dets[0]))[0]
+    vec: np.ndarray = embedder.embed(align_face(rgb, dets[0]))[0]
+    return vec
+
+
+def _name(names: dict[int, str], person_id: int | None) -> str | None:
+    return names.get(person_id) if person_id is not None else None
 
 
 class Recognizer:
@@ -181,8 +186,8 @@ class Recognizer:
             for (track, _), e, m in zip(todo, emb if emb is not None else [], matches):
                 tracker.record(track, e, m, self.threshold, rgb, frame_index)
             faces = tuple(
-                FaceResult(d.box, d.keypoints, d.score, names.get(t.shown_person),
-                           t.similarity, t.shown_person if t.shown_person in names else None, t.id)
+                FaceResult(d.box, d.keypoints, d.score, _name(names, t.shown_person), t.similarity,
+                           t.shown_person if _name(names, t.shown_person) else None, t.id)
                 for t, d in pairs)
         else:
             faces = tuple(

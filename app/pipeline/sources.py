@@ -148,10 +148,10 @@ class VideoSource:
             return None
         failures = 0
         while True:
-            frame = self._read_raw()
-            if frame is not None:
+            raw = self._read_raw()
+            if raw is not None:
                 self.frames_read += 1
-                return frame
+                return raw
             if not self.is_live:
                 return None
             failures += 1
@@ -167,7 +167,7 @@ class VideoSource:
 
     def close(self) -> None:
         """Release the device or file (idempotent)."""
-        cap, self._cap = self._cap, None
+        cap, self._cap = self._cap, None  # type: ignore[assignment]
         if cap is not None:
             cap.release()
 

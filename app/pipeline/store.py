@@ -321,8 +321,8 @@ class FaceStore:
             if row is None:
                 if not create:
                     raise PersonError(f"no person named {clean!r}")
-                pid = int(con.execute(
-                    "INSERT INTO people(name, created) VALUES (?, ?)", (clean, now)).lastrowid)
+                pid = _rowid(con.execute(
+                    "INSERT INTO people(name, created) VALUES (?, ?)", (clean, now)))
             else:
                 pid = int(row[0])
             ids = []
@@ -332,7 +332,7 @@ class FaceStore:
                     "VALUES (?, ?, ?, ?, ?)",
                     (pid, blob, f.thumbnail, f.source, now),
                 )
-                ids.append(int(cur.lastrowid))
+                ids.append(_rowid(cur))
         return pid, ids
 
     def add_many(self, batches: Sequence[tuple[str, Sequence[NewFace]]]) -> dict[str, list[int]]:
@@ -344,13 +344,13 @@ class FaceStore:
         with self._write() as con:
             for clean, faces in prepared:
                 row = con.execute("SELECT id FROM people WHERE name = ?", (clean,)).fetchone()
-                pid = int(row[0]) if row else int(con.execute(
-                    "INSERT INTO people(name, created) VALUES (?, ?)", (clean, now)).lastrowid)
+                pid = int(row[0]) if row else _rowid(con.execute(
+                    "INSERT INTO people(name, created) VALUES (?, ?)", (clean, now)))
                 ids = out.setdefault(clean, [])
                 for blob, f in faces:
-                    ids.append(int(con.execute(
+                    ids.append(_rowid(con.execute(
                         "INSERT INTO faces(person_id, embedding, thumbnail, source, created) "
-                        "VALUES (?, ?, ?, ?, ?)", (pid, blob, f.thumbnail, f.source, now)).lastrowid))
+                        "VALUES (?, ?, ?, ?, ?)", (pid, blob, f.thumbnail, f.source, now))))
         return out
 
     def rename(self, old: str, new: str) -> Person:
@@ -393,6 +393,12 @@ class FaceStore:
             self._con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.OperationalError as exc:  # another reader holds the WAL open
             log.debug("checkpoint after delete deferred: %s", exc)
+
+
+def _rowid(cur: sqlite3.Cursor) -> int:
+    """The id of the row an INSERT just created."""
+    assert cur.lastrowid is not None
+    return int(cur.lastrowid)
 
 
 def _embedding_blob(vec: np.ndarray) -> bytes:
