@@ -1,15 +1,21 @@
-# facerec: two commands do everything. `make run` sets up .venv and opens the app;
-# `make test` sets up .venv and runs the whole test suite (what CI runs).
+# facerec: two commands do everything.
+#   make run    sets up .venv (if missing) and opens the app
+#   make test   sets up .venv, builds the packaged executable, runs the whole test suite
+#               (what CI runs: .ci/run)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+BUNDLE := dist/facerec/facerec
+# The bundle is rebuilt only when something that goes into it changed.
+BUNDLE_INPUTS := pyproject.toml $(shell find app models resources packaging -type f \
+                   -not -name '*.pyc' -not -path 'resources/screenshots/*' 2>/dev/null)
 
 .PHONY: run test venv package screenshots clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,package]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)
@@ -17,13 +23,15 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/facerec $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(BUNDLE)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # One-folder executable in dist/facerec/ (PyInstaller; see packaging/README.md), then its
 # self-test. `make package ARGS=--no-trim` builds the untrimmed comparison build instead.
+$(BUNDLE): $(STAMP) $(BUNDLE_INPUTS)
+	$(BIN)/python packaging/build.py
+
 package: $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,package]'
 	$(BIN)/python packaging/build.py $(ARGS)
 
 screenshots: $(STAMP)
