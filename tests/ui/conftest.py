@@ -16,14 +16,8 @@ import app.ui  # noqa: F401 - drops cv2's Qt 5 plugin path before the QApplicati
 from app.config import Paths
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "known_thread_leak(reason): a Python thread the pipeline leaves behind "
-        "(not the GUI's); the leak check tolerates it")
-
-
 @pytest.fixture(autouse=True)
-def check_leaks(qapp, request: pytest.FixtureRequest) -> Iterator[None]:  # noqa: ANN001
+def check_leaks(qapp) -> Iterator[None]:  # noqa: ANN001
     """Fail a test that leaves a worker, a grabber thread or a top-level widget behind.
 
     It depends on ``qapp`` only, so it is set up before ``qtbot`` and torn down after
@@ -58,8 +52,6 @@ def check_leaks(qapp, request: pytest.FixtureRequest) -> Iterator[None]:  # noqa
     for t in new:
         t.join(timeout=3)
     alive = [t.name for t in new if t.is_alive()]
-    if request.node.get_closest_marker("known_thread_leak"):
-        alive = [n for n in alive if not n.startswith("ThreadPoolExecutor")]
     assert not alive, f"threads left running: {alive}"
 
 

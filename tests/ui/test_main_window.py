@@ -384,9 +384,6 @@ def test_camera_lost_offers_retry_and_another_source(qtbot, make_window, monkeyp
                     and win.view.message.isVisible(), timeout=15000)
 
 
-@pytest.mark.known_thread_leak(
-    "Recognizer.open does not close the detector it loaded when the store then fails; "
-    "mediapipe's executor thread lives until the detector is collected")
 def test_store_error_state(qtbot, make_window, paths):  # noqa: ANN001
     paths.db.write_bytes(b"this is not a database" * 100)
     win = make_window(None, wait_ready=False)

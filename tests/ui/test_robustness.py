@@ -1,0 +1,45 @@
+"""The window under bad input and outside changes: a message, and the app keeps running."""
+
+from __future__ import annotations
+
+from app.cli import main
+from app.pipeline.store import FaceStore
+from tests.conftest import FR
+from tests.corpus import ACCEPT, CORPUS, build
+from tests.ui.test_main_window import OBAMA, names, wait_for_payload
+
+
+def test_bad_photo_corpus_in_the_enroll_dialog(qtbot, make_window, face_video, tmp_path, paths):  # noqa: ANN001
+    win = make_window(face_video)
+    files = [build(kind, tmp_path) for kind in sorted(CORPUS)]
+    dlg = win.open_enroll_dialog()
+    dlg.name_edit.setText("Obama")
+    dlg.add_files(files)
+    qtbot.waitUntil(lambda: len(dlg.accepted_faces) + len(dlg.rejected) == len(files)
+                    and not dlg.busy(), timeout=60000)
+    refused = {kind for kind in CORPUS if CORPUS[kind][2] != ACCEPT}
+    rejected_names = {r.split(": ", 1)[0] for r in dlg.rejected}
+    assert {CORPUS[kind][0] for kind in refused} <= rejected_names  # each with its reason
+    assert all(": " in r and r.split(": ", 1)[1] for r in dlg.rejected)
+    assert len(dlg.accepted_faces) >= 8  # the awkward-but-valid formats are usable
+    # The live view kept running throughout.
+    painted = win.view.frames_painted
+    qtbot.waitUntil(lambda: win.view.frames_painted > painted + 5, timeout=10000)
+    assert win.worker.isRunning()
+    with qtbot.waitSignal(dlg.saved, timeout=20000):
+        dlg.save_button.click()
+    with FaceStore(paths.db) as store:
+        assert [(p.name, p.face_count) for p in store.people()] == [
+            ("Obama", len(dlg.accepted_faces))]
+
+
+def test_enrollment_by_another_process_reaches_the_running_window(qtbot, make_window, face_video,  # noqa: ANN001
+                                                                  paths, capsys):
+    win = make_window(face_video)
+    p = wait_for_payload(qtbot, win, lambda p: p.position in OBAMA and p.result.faces)
+    assert names(p) == [None]
+    # The command line, with its own connection to the same store, enrolls Obama.
+    assert main(["--data-dir", str(paths.root), "enroll", "Obama", str(FR / "obama.jpg")]) == 0
+    wait_for_payload(qtbot, win, lambda p: p.position in OBAMA and "Obama" in names(p),
+                     timeout=30000)
+    qtbot.waitUntil(lambda: win.people_label.text() == "1 person enrolled", timeout=10000)
