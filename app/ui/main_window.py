@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from app.pipeline.store import Person
+    from app.pipeline.types import FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +212,7 @@ class MainWindow(QMainWindow):
         self.source_label = QLabel("No source")
         self.fps_label = QLabel("– fps")
         self.timing_label = QLabel("detect – · embed – · search –")
+        self._stage_avg: dict[str, float] = {}
         self.people_label = QLabel("– people")
         sb.addWidget(self.source_label, 1)
         for label in (self.fps_label, self.timing_label, self.people_label):
@@ -343,12 +345,30 @@ class MainWindow(QMainWindow):
         if self.view.isVisible():
             self.view.repaint()  # paint now: the acknowledgement below means "on screen"
         self.worker.frame_shown()
-        t = payload.result.timings
         self.fps_label.setText(f"{payload.fps:.1f} fps")
-        self.timing_label.setText(f"detect {t.get('detect', 0):.0f} ms · embed "
-                                  f"{t.get('embed', 0):.0f} ms · search "
-                                  f"{t.get('search', 0):.1f} ms")
+        self.timing_label.setText(self._stage_times(payload.result))
         self.log_panel.add_result(payload.result, payload.source)
+
+    def _stage_times(self, result: FrameResult) -> str:
+        """Per-stage milliseconds, smoothed over about a second of frames.
+
+        The tracker embeds a face only now and then, so one frame's figures jump; a
+        moving average reads steadily. Embedding is shown per embedded face, the figure
+        that decides how many faces a frame can afford.
+        """
+        t = result.timings
+        avg = self._stage_avg
+        alpha = 0.1
+        for key in ("detect", "align", "embed", "search", "total"):
+            now = t.get(key, 0.0)
+            avg[key] = now if key not in avg else (1 - alpha) * avg[key] + alpha * now
+        if result.embedded:
+            per_face = t.get("embed", 0.0) / result.embedded
+            old = avg.get("per_face", per_face)
+            avg["per_face"] = 0.8 * old + 0.2 * per_face
+        per_face = f" ({avg['per_face']:.0f} ms/face)" if "per_face" in avg else ""
+        return (f"detect {avg['detect']:.1f} · align {avg['align']:.1f} · embed {avg['embed']:.1f}"
+                f"{per_face} · search {avg['search']:.2f} · total {avg['total']:.1f} ms")
 
     def _on_worker_source_opened(self, description: str, live: bool) -> None:
         self.view.hide_message()
