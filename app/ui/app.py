@@ -76,6 +76,40 @@ def _install_excepthook(log_path: Path | None):  # noqa: ANN202
     return previous
 
 
+#: Libraries Qt's xcb platform plugin needs that a bare Linux system often lacks
+#: (library file, Debian package).
+_XCB_LIBRARIES = (("libxcb-cursor.so.0", "libxcb-cursor0"), ("libxcb-icccm.so.4", "libxcb-icccm4"),
+                  ("libxcb-keysyms.so.1", "libxcb-keysyms1"),
+                  ("libxkbcommon-x11.so.0", "libxkbcommon-x11-0"))
+
+
+def display_problem() -> str | None:
+    """Why a window cannot open here (Linux without a display or Qt's X11 libraries).
+
+    Qt aborts the process (no exception) when its platform plugin cannot start; checking
+    first turns that into a message saying what to do.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return None
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return ("no display: the desktop app needs a screen. Start it from a desktop session, "
+                "or under a virtual one with 'xvfb-run -a facerec'; every other command works "
+                "without one (facerec --help)")
+    if os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        import ctypes
+
+        missing = []
+        for lib, package in _XCB_LIBRARIES:
+            try:
+                ctypes.CDLL(lib)
+            except OSError:
+                missing.append(package)
+        if missing:
+            return ("Qt needs system libraries that are not installed: "
+                    f"sudo apt-get install {' '.join(missing)}")
+    return None
+
+
 def run(paths: Paths, source: str | None = None, verbosity: int = 0) -> int:
     """Open the main window and run the event loop; return the exit code.
 
@@ -88,6 +122,10 @@ def run(paths: Paths, source: str | None = None, verbosity: int = 0) -> int:
     """
     from PySide6.QtCore import QTimer
 
+    problem = display_problem()
+    if problem:
+        print(f"facerec: error: {problem}", file=sys.stderr)
+        return 1
     log_path = setup_logging(paths.logs, verbosity)
     log.info("facerec %s GUI starting (data in %s)", __version__, paths.root)
     app = create_app()

@@ -43,3 +43,16 @@ def test_enrollment_by_another_process_reaches_the_running_window(qtbot, make_wi
     wait_for_payload(qtbot, win, lambda p: p.position in OBAMA and "Obama" in names(p),
                      timeout=30000)
     qtbot.waitUntil(lambda: win.people_label.text() == "1 person enrolled", timeout=10000)
+
+
+def test_no_display_is_a_message_not_an_abort(monkeypatch, paths, capsys):  # noqa: ANN001
+    """Without a screen Qt would abort the process; the app says what to do instead."""
+    import sys
+
+    from app.ui.app import run
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    for var in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(var, raising=False)
+    assert run(paths) == 1
+    assert "xvfb-run" in capsys.readouterr().err
