@@ -56,7 +56,7 @@ def ef_search(n_faces: int) -> int:
     return int(min(2048, round(HNSW_EF_SEARCH * (n_faces / 100_000) ** 1.3 / 32) * 32))
 
 #: Up to this size a delete rebuilds the graph instead of marking vectors deleted.
-REBUILD_ON_DELETE_LIMIT = 20_000
+REBUILD_ON_DELETE_LIMIT = 10_000
 
 
 def faces_per_decision(n_faces: int) -> int:
@@ -126,10 +126,9 @@ class FaceIndex:
         """Number of people with at least one face."""
         return len(self._counts)
 
-    @property
-    def names(self) -> dict[int, str]:
-        """Person id -> name."""
-        return dict(self._names)
+    def name_of(self, person_id: int | None) -> str | None:
+        """The current name of a person, None if unknown or deleted."""
+        return self._names.get(person_id) if person_id is not None else None
 
     def uses_exact(self) -> bool:
         """Whether queries currently scan every vector."""

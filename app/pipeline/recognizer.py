@@ -17,7 +17,7 @@ from app.pipeline.detector import FaceDetector, TilePlan, merge_detections
 from app.pipeline.embedder import FaceEmbedder
 from app.pipeline.errors import NoFaceError, PersonError
 from app.pipeline.imageio import display_name, load_image
-from app.pipeline.index import FaceIndex, Match
+from app.pipeline.index import FaceIndex
 from app.pipeline.store import FaceStore, NewFace, Person, normalize_name
 from app.pipeline.tracking import FaceTracker
 from app.pipeline.types import Detection, FaceResult, FrameResult
@@ -53,10 +53,6 @@ def largest_face_embedding(detector: FaceDetector, embedder: FaceEmbedder,
         return None
     vec: np.ndarray = embedder.embed(align_face(rgb, dets[0]))[0]
     return vec
-
-
-def _name(names: dict[int, str], person_id: int | None) -> str | None:
-    return names.get(person_id) if person_id is not None else None
 
 
 class Recognizer:
@@ -133,9 +129,12 @@ class Recognizer:
         emb = self.embedder.embed(np.stack(crops)) if crops else np.empty((0, 512), np.float32)
         return crops, emb
 
-    def decide(self, match: Match) -> str | None:
-        """The name to show for a match, or None (Unknown) below the threshold."""
-        return match.name if match.person_id is not None and match.similarity >= self.threshold else None
+    def _face(self, det: Detection, person_id: int | None, similarity: float,
+              track: int | None = None) -> FaceResult:
+        """A face's result, named with the person's *current* name (None: Unknown)."""
+        name = self.index.name_of(person_id)
+        return FaceResult(det.box, det.keypoints, det.score, name, similarity,
+                          person_id if name is not None else None, track)
 
     def detect(self, rgb: np.ndarray, tracker: FaceTracker | None = None) -> list[Detection]:
         """Every face in a frame: the whole frame, then tiles for small faces.
@@ -181,18 +180,13 @@ class Recognizer:
         emb = self.embedder.embed(np.stack(crops)) if crops else None
         t3 = time.perf_counter()
         matches = self.index.match(emb) if emb is not None else []
-        names = self.index.names
         if tracker is not None:
             for (track, _), e, m in zip(todo, emb if emb is not None else [], matches):
                 tracker.record(track, e, m, self.threshold, rgb, frame_index)
-            faces = tuple(
-                FaceResult(d.box, d.keypoints, d.score, _name(names, t.shown_person), t.similarity,
-                           t.shown_person if _name(names, t.shown_person) else None, t.id)
-                for t, d in pairs)
+            faces = tuple(self._face(d, t.shown_person, t.similarity, t.id) for t, d in pairs)
         else:
             faces = tuple(
-                FaceResult(d.box, d.keypoints, d.score, self.decide(m), m.similarity,
-                           m.person_id if self.decide(m) else None)
+                self._face(d, m.person_id if m.similarity >= self.threshold else None, m.similarity)
                 for d, m in zip(dets, matches))
         t4 = time.perf_counter()
         timings = {"detect": (t1 - t0) * 1e3, "align": (t2 - t1) * 1e3,
