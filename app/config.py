@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -143,7 +144,10 @@ class Settings:
             value, default = raw[f.name], getattr(defaults, f.name)
             try:
                 good[f.name] = type(default)(value)
-            except (TypeError, ValueError):
+                if isinstance(good[f.name], float) and not math.isfinite(good[f.name]):
+                    raise ValueError("not finite")
+            except (TypeError, ValueError, OverflowError):
+                good.pop(f.name, None)
                 log.warning("ignoring setting %s=%r", f.name, value)
         return cls(**good).validated()
 

@@ -45,7 +45,7 @@ def _snapshot(db: Path) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "faces.db"
         try:
-            src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            src = sqlite3.connect(db.absolute().as_uri() + "?mode=ro", uri=True)
             dst = sqlite3.connect(copy)
             with dst:
                 src.backup(dst)
@@ -138,37 +138,50 @@ def restore_backup(path: Path, db: Path, index: Path, passphrase: str | None = N
                    replace: bool = False) -> int:
     """Replace the store at *db* with the gallery in a backup; return its number of people.
 
-    The current store is kept unless the backup verifies and opens as a facerec store;
-    if it holds anyone, *replace* must be given. The index at *index* is deleted so the
-    next start rebuilds it from the restored store.
+    The backup is verified and opened as a facerec store before anything is touched. It
+    is then copied *into* the live database with SQLite's backup API, under SQLite's
+    locks, so a facerec window that has the store open sees the restored gallery (the
+    generation moves past both old values, which makes running processes reload)
+    instead of writing on into a replaced file. The index is deleted: it is rebuilt.
+    If the current store holds anyone, *replace* must be given.
     """
     payload = read_backup(path, passphrase)
     db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = db.with_name(db.name + ".restore")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
+    fd, name = tempfile.mkstemp(prefix=".restore-", suffix=".db", dir=db.parent)
+    tmp = Path(name)
     try:
-        with FaceStore(tmp) as incoming:
-            incoming_people = len(incoming.people())
-            incoming.gallery()  # every embedding must be well-formed
-        if db.exists() and not replace:
-            with FaceStore(db) as current:
-                if current.people():
-                    raise BackupError(
-                        f"the data directory already holds {len(current.people())} people; "
-                        "pass --replace to overwrite them with the backup")
-        for suffix in ("-wal", "-shm"):
-            Path(str(db) + suffix).unlink(missing_ok=True)
-        for suffix in ("-wal", "-shm"):
-            Path(str(tmp) + suffix).unlink(missing_ok=True)
-        os.replace(tmp, db)
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        try:
+            with FaceStore(tmp) as incoming:
+                incoming_people = len(incoming.people())
+                incoming_gen = incoming.generation
+                incoming.gallery()  # every embedding must be well-formed
+        except StoreError as exc:
+            raise BackupError(f"{path}: does not hold a usable face store ({exc})") from None
+        with FaceStore(db) as current:  # creates an empty store (mode 0600) if none
+            present = current.people()
+            if present and not replace:
+                raise BackupError(
+                    f"the data directory already holds {len(present)} people; "
+                    "pass --replace to overwrite them with the backup")
+            current_gen = current.generation
+        src = sqlite3.connect(tmp)
+        dst = sqlite3.connect(db, timeout=5)
+        try:
+            src.backup(dst)
+            with dst:
+                dst.execute("UPDATE meta SET value = ? WHERE key = 'generation'",
+                            (str(max(incoming_gen, current_gen) + 1),))
+            dst.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            raise BackupError(f"cannot write the face store {db}: {exc}") from None
+        finally:
+            src.close()
+            dst.close()
         for stale in (index, index.with_name(index.name + ".json")):
             stale.unlink(missing_ok=True)
-    except StoreError as exc:
-        raise BackupError(f"{path}: does not hold a usable face store ({exc})") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(tmp) + suffix).unlink(missing_ok=True)
     return incoming_people

@@ -19,16 +19,17 @@ resemble one bad photo, while a person with one photo is matched on that photo a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import hnswlib
 import numpy as np
 
+from app.pipeline.models import sha256_of
 from app.pipeline.store import EMBEDDING_DIM, Gallery
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ INDEX_FORMAT = 1
 EXACT_SEARCH_LIMIT = 4096
 #: Nearest faces fetched per query before grouping by person.
 CANDIDATES = 64
+#: People (in rank order of their nearest face) whose score is computed per query.
+PEOPLE_PER_QUERY = 8
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 200
 HNSW_EF_SEARCH = 128
@@ -108,15 +111,19 @@ class FaceIndex:
         self._names = dict(gallery.names)
         self._recount()
         self._hnsw: hnswlib.Index | None = None
-        self._hnsw_dirty = False
+        self._hnsw_dirty = False  # the vectors changed: the graph file must be rewritten
+        self._meta_dirty = False  # only the generation changed (a rename)
+        self._digest: str | None = None  # SHA-256 of the graph file on disk
         if self.path is None or not self._load():
             self._build()
             self.save()
 
     # -- bookkeeping ------------------------------------------------------------
     def _recount(self) -> None:
-        uniq, counts = np.unique(self._pids, return_counts=True)
-        self._counts = {int(p): int(c) for p, c in zip(uniq, counts)}
+        """Rebuild the person -> rows map (after any change to the gallery)."""
+        order = np.argsort(self._pids, kind="stable")
+        uniq, starts = np.unique(self._pids[order], return_index=True)
+        self._rows_of = {int(p): rows for p, rows in zip(uniq, np.split(order, starts[1:]))}
 
     def __len__(self) -> int:
         return int(self._ids.size)
@@ -124,7 +131,7 @@ class FaceIndex:
     @property
     def people_count(self) -> int:
         """Number of people with at least one face."""
-        return len(self._counts)
+        return len(self._rows_of)
 
     def name_of(self, person_id: int | None) -> str | None:
         """The current name of a person, None if unknown or deleted."""
@@ -152,8 +159,7 @@ class FaceIndex:
                 INDEX_FORMAT, self.generation, len(self)):
                 log.info("index %s is stale; rebuilding from the store", self.path)
                 return False
-            data = self.path.read_bytes()
-            if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+            if sha256_of(self.path) != meta.get("sha256"):
                 log.warning("index %s fails its checksum; rebuilding from the store", self.path)
                 return False
             # Checksum verified: hnswlib can now trust the bytes (it does not
@@ -171,26 +177,39 @@ class FaceIndex:
         index.set_ef(ef_search(len(self)))
         self._hnsw = index
         self._hnsw_total = int(meta["total"])
+        self._digest = str(meta["sha256"])
         return True
 
     def save(self) -> None:
-        """Persist the graph atomically (temp file + rename), with its metadata."""
+        """Persist the graph and its metadata atomically (unique temp file + rename).
+
+        Only the metadata is rewritten when the vectors did not change (a rename): the
+        graph of a large gallery is hundreds of MB. Temp names are unique, so two
+        processes saving at once cannot mix up each other's files.
+        """
         if self.path is None or self._hnsw is None:
             return
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            self._hnsw.save_index(str(tmp))
-            digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
+            if self._hnsw_dirty or self._digest is None:
+                tmp = self._temp_path()
+                self._hnsw.save_index(str(tmp))
+                self._digest = sha256_of(tmp)
+                os.replace(tmp, self.path)
             meta = {"format": INDEX_FORMAT, "generation": self.generation, "count": len(self),
-                    "total": self._hnsw_total, "sha256": digest}
-            mtmp = self._meta_path().with_suffix(".tmp")
+                    "total": self._hnsw_total, "sha256": self._digest}
+            mtmp = self._temp_path()
             mtmp.write_text(json.dumps(meta), encoding="utf-8")
             os.replace(mtmp, self._meta_path())
-            self._hnsw_dirty = False
+            self._hnsw_dirty = self._meta_dirty = False
         except OSError as exc:  # a read-only data dir still recognises; it rebuilds next time
             log.warning("could not save the index to %s: %s", self.path, exc)
+
+    def _temp_path(self) -> Path:
+        """A fresh owner-only temp file beside the index."""
+        assert self.path is not None
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}-", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)  # mkstemp creates it 0600
+        return Path(name)
 
     def _build(self) -> None:
         """Build the HNSW graph from the in-memory vectors."""
@@ -215,7 +234,7 @@ class FaceIndex:
         self._pids = np.concatenate([self._pids, np.full(ids.size, person_id, dtype=np.int64)])
         self._vecs = np.concatenate([self._vecs, vecs]) if len(self._vecs) else vecs
         self._names[person_id] = name
-        self._counts[person_id] = self._counts.get(person_id, 0) + int(ids.size)
+        self._recount()
         if self._hnsw is not None:
             need = self._hnsw_total + ids.size
             if need > self._hnsw.get_max_elements():
@@ -232,7 +251,7 @@ class FaceIndex:
         gone = self._ids[~keep]
         self._ids, self._pids, self._vecs = self._ids[keep], self._pids[keep], self._vecs[keep]
         self._names.pop(person_id, None)
-        self._counts.pop(person_id, None)
+        self._recount()
         self.generation = generation
         self._hnsw_dirty = True
         if len(self) <= REBUILD_ON_DELETE_LIMIT:
@@ -247,11 +266,11 @@ class FaceIndex:
         """Change a person's display name."""
         self._names[person_id] = name
         self.generation = generation
-        self._hnsw_dirty = True
+        self._meta_dirty = True
 
     def flush(self) -> None:
-        """Save the graph if it changed since the last save."""
-        if self._hnsw_dirty:
+        """Save what changed since the last save."""
+        if self._hnsw_dirty or self._meta_dirty:
             self.save()
 
     # -- search -----------------------------------------------------------------
@@ -284,21 +303,27 @@ class FaceIndex:
         return np.take_along_axis(rows, order, 1), np.take_along_axis(top, order, 1)
 
     def match(self, queries: np.ndarray) -> list[Match]:
-        """The best *person* for each query embedding, by the per-person rule above."""
-        rows, sims = self.candidates(queries)
+        """The best *person* for each query embedding, by the per-person rule above.
+
+        The nearest faces name the candidate people (the first `PEOPLE_PER_QUERY` in rank
+        order); each candidate's score is then computed exactly over all of their faces,
+        so it does not depend on how many of them the search happened to return.
+        """
+        rows, _ = self.candidates(queries)
+        q_all = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, EMBEDDING_DIM)
         out = []
-        for r, s in zip(rows, sims):
+        for q, r in zip(q_all, rows):
             if r.size == 0:
                 out.append(NO_MATCH)
                 continue
-            pids = self._pids[r]
-            floor = float(s[-1])  # every face not fetched scores at most this
+            people = list(dict.fromkeys(self._pids[r].tolist()))[:PEOPLE_PER_QUERY]
             scores: list[tuple[float, int]] = []
-            for pid in dict.fromkeys(pids.tolist()):  # unique, in rank order
-                m = faces_per_decision(self._counts[pid])
-                best = s[pids == pid][:m]
-                total = float(best.sum()) + floor * (m - best.size)
-                scores.append((total / m, pid))
+            for pid in people:
+                own = self._rows_of[pid]
+                m = faces_per_decision(own.size)
+                sims = self._vecs[own] @ q
+                best = np.partition(sims, sims.size - m)[sims.size - m:] if m < sims.size else sims
+                scores.append((float(best.mean()), pid))
             scores.sort(reverse=True)
             score, pid = scores[0]
             runner = scores[1][0] if len(scores) > 1 else -1.0

@@ -63,7 +63,8 @@ class Recognizer:
     """
 
     def __init__(self, detector: FaceDetector, embedder: FaceEmbedder, store: FaceStore,
-                 index: FaceIndex, settings: Settings) -> None:
+                 index: FaceIndex, settings: Settings, model_dir: Path | None = None) -> None:
+        self.model_dir = model_dir
         self.detector = detector
         self.embedder = embedder
         self.store = store
@@ -91,7 +92,7 @@ class Recognizer:
         log.info("recognizer ready in %.0f ms: %d people, %d faces, %d threads",
                  (time.perf_counter() - t0) * 1000, index.people_count, len(index),
                  embedder.threads)
-        return cls(detector, embedder, store, index, settings)
+        return cls(detector, embedder, store, index, settings, model_dir)
 
     def close(self) -> None:
         """Release the models and the store."""
@@ -114,11 +115,10 @@ class Recognizer:
     def apply_settings(self, settings: Settings) -> None:
         """Take new settings; rebuilds only the parts they affect."""
         settings = settings.validated()
-        old, self.settings = self.settings, settings
-        if settings.detection_confidence != old.detection_confidence:
-            self.detector.min_confidence = settings.detection_confidence
-        if settings.threads != old.threads:
-            self.embedder = FaceEmbedder(settings.threads)
+        if settings.threads != self.settings.threads:  # may fail: change nothing until it worked
+            self.embedder = FaceEmbedder(settings.threads, model_dir=self.model_dir)
+        self.settings = settings
+        self.detector.min_confidence = settings.detection_confidence
         self.index.search_mode = settings.search
 
     # -- recognition ------------------------------------------------------------

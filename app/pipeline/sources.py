@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: Consecutive failed reads after which a live source counts as lost.
 LOST_AFTER_FAILURES = 25
+#: Longest a network stream may take to open or to deliver a frame.
+STREAM_TIMEOUT_MS = 5000
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,11 @@ class VideoSource:
                 cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         else:
-            cap = cv2.VideoCapture(str(spec.target))
+            # Bounded waits: an unreachable camera would otherwise block the caller for
+            # FFmpeg's default ~30 s (and a GUI worker could not stop in time).
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
+                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
+            cap = cv2.VideoCapture(str(spec.target), cv2.CAP_ANY, params)
             if not cap.isOpened():
                 raise SourceError(f"cannot open stream {spec.target}")
         return cap
@@ -200,6 +206,14 @@ class LatestFrameGrabber:
 
     def _run(self) -> None:
         try:
+            self._grab()
+        finally:
+            # Released here, by the only thread that reads it: releasing a capture while
+            # another thread is inside read() is undefined behaviour in OpenCV.
+            self.source.close()
+
+    def _grab(self) -> None:
+        try:
             while not self._stop.is_set():
                 frame = self.source.read()
                 with self._cond:
@@ -230,11 +244,17 @@ class LatestFrameGrabber:
                 raise self._error
             return None
 
-    def close(self) -> None:
-        """Stop reading and release the source."""
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop reading; the grabber thread releases the source as it ends.
+
+        If a read is stuck (a stalled stream) the thread finishes, and releases, when the
+        read returns; the stream's read timeout bounds that.
+        """
         self._stop.set()
-        self._thread.join(timeout=2.0)
-        self.source.close()
+        self._thread.join(timeout=timeout)
+        if self._thread.is_alive():
+            log.warning("%s: still reading; it is released when the read returns",
+                        self.source.spec.describe())
 
 
 def list_cameras(max_index: int = 6) -> list[int]:

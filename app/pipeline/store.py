@@ -33,8 +33,9 @@ BUSY_TIMEOUT_MS = int(os.environ.get("FACEREC_LOCK_TIMEOUT_MS", "5000"))
 
 _SCHEMA_V1 = """
 CREATE TABLE people (
-    id      INTEGER PRIMARY KEY,
-    name    TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: live tracks hold ids
+    name    TEXT NOT NULL,
+    key     TEXT NOT NULL UNIQUE,  -- name_key(name): case-insensitive in every script
     created REAL NOT NULL
 );
 CREATE TABLE faces (
@@ -85,6 +86,11 @@ class Gallery:
     embeddings: np.ndarray  # (n, EMBEDDING_DIM) float32, L2-normalised
     names: dict[int, str]  # person id -> name
     generation: int
+
+
+def name_key(name: str) -> str:
+    """The lookup key of a (normalised) name: case-folded, so "Émile" finds "émile"."""
+    return unicodedata.normalize("NFC", name.casefold())
 
 
 def normalize_name(name: str) -> str:
@@ -209,8 +215,11 @@ class FaceStore:
                 "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
             )
             con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
+        except BaseException as exc:
+            if con.in_transaction:  # a failed COMMIT may already have rolled back
+                con.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.DatabaseError):  # disk full, I/O error, read-only...
+                raise StoreError(self._explain(exc)) from None
             raise
 
     def _read(self, sql: str, args: Sequence[object] = ()) -> list[tuple]:  # type: ignore[type-arg]
@@ -229,7 +238,7 @@ class FaceStore:
         """Every person, by name, with their number of faces."""
         rows = self._read(
             "SELECT p.id, p.name, count(f.id), p.created FROM people p "
-            "LEFT JOIN faces f ON f.person_id = p.id GROUP BY p.id ORDER BY p.name COLLATE NOCASE"
+            "LEFT JOIN faces f ON f.person_id = p.id GROUP BY p.id ORDER BY p.key"
         )
         return [Person(int(i), n, int(c), float(t)) for i, n, c, t in rows]
 
@@ -237,8 +246,8 @@ class FaceStore:
         """The person called *name* (case-insensitive), or None."""
         rows = self._read(
             "SELECT p.id, p.name, count(f.id), p.created FROM people p "
-            "LEFT JOIN faces f ON f.person_id = p.id WHERE p.name = ? GROUP BY p.id",
-            (normalize_name(name),),
+            "LEFT JOIN faces f ON f.person_id = p.id WHERE p.key = ? GROUP BY p.id",
+            (name_key(normalize_name(name)),),
         )
         return Person(int(rows[0][0]), rows[0][1], int(rows[0][2]), float(rows[0][3])) if rows else None
 
@@ -315,14 +324,14 @@ class FaceStore:
         blobs = [_embedding_blob(f.embedding) for f in items]
         now = time.time()
         with self._write() as con:
-            row = con.execute("SELECT id FROM people WHERE name = ?", (clean,)).fetchone()
+            row = con.execute("SELECT id FROM people WHERE key = ?", (name_key(clean),)).fetchone()
             if row is not None and must_be_new:
                 raise PersonError(f"{clean!r} is already enrolled; add photos to them instead")
             if row is None:
                 if not create:
                     raise PersonError(f"no person named {clean!r}")
-                pid = _rowid(con.execute(
-                    "INSERT INTO people(name, created) VALUES (?, ?)", (clean, now)))
+                pid = _rowid(con.execute("INSERT INTO people(name, key, created) VALUES (?, ?, ?)",
+                                         (clean, name_key(clean), now)))
             else:
                 pid = int(row[0])
             ids = []
@@ -343,9 +352,11 @@ class FaceStore:
         now = time.time()
         with self._write() as con:
             for clean, faces in prepared:
-                row = con.execute("SELECT id FROM people WHERE name = ?", (clean,)).fetchone()
+                row = con.execute("SELECT id FROM people WHERE key = ?",
+                                  (name_key(clean),)).fetchone()
                 pid = int(row[0]) if row else _rowid(con.execute(
-                    "INSERT INTO people(name, created) VALUES (?, ?)", (clean, now)))
+                    "INSERT INTO people(name, key, created) VALUES (?, ?, ?)",
+                    (clean, name_key(clean), now)))
                 ids = out.setdefault(clean, [])
                 for blob, f in faces:
                     ids.append(_rowid(con.execute(
@@ -357,13 +368,14 @@ class FaceStore:
         """Rename a person; the new name must not belong to someone else."""
         old_c, new_c = normalize_name(old), normalize_name(new)
         with self._write() as con:
-            row = con.execute("SELECT id FROM people WHERE name = ?", (old_c,)).fetchone()
+            row = con.execute("SELECT id FROM people WHERE key = ?", (name_key(old_c),)).fetchone()
             if row is None:
                 raise PersonError(f"no person named {old_c!r}")
-            clash = con.execute("SELECT id FROM people WHERE name = ?", (new_c,)).fetchone()
+            clash = con.execute("SELECT id FROM people WHERE key = ?", (name_key(new_c),)).fetchone()
             if clash is not None and clash[0] != row[0]:
                 raise PersonError(f"{new_c!r} is already enrolled")
-            con.execute("UPDATE people SET name = ? WHERE id = ?", (new_c, row[0]))
+            con.execute("UPDATE people SET name = ?, key = ? WHERE id = ?",
+                        (new_c, name_key(new_c), row[0]))
         person = self.person(new_c)
         assert person is not None
         return person
@@ -372,7 +384,7 @@ class FaceStore:
         """Delete a person and all their faces; return the removed face ids."""
         clean = normalize_name(name)
         with self._write() as con:
-            row = con.execute("SELECT id FROM people WHERE name = ?", (clean,)).fetchone()
+            row = con.execute("SELECT id FROM people WHERE key = ?", (name_key(clean),)).fetchone()
             if row is None:
                 raise PersonError(f"no person named {clean!r}")
             ids = [int(r[0]) for r in con.execute("SELECT id FROM faces WHERE person_id = ?", row)]

@@ -145,6 +145,16 @@ def run(paths: Paths, source: str | None = None, verbosity: int = 0) -> int:
         window.shutdown()
         window.deleteLater()
         log.info("facerec GUI exited (%d)", code)
+        from app.ui.main_window import STUCK_WORKERS
+
+        if any(w.isRunning() for w in STUCK_WORKERS):
+            # A worker stuck in a native call cannot be joined, and Qt aborts when a
+            # running QThread is destroyed at exit: leave without finalisation.
+            log.error("exiting with the pipeline worker still busy")
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(int(code))
         return int(code)
     finally:
         sys.excepthook = previous_hook

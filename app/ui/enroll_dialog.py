@@ -374,6 +374,8 @@ class EnrollDialog(QDialog):
             if self._closed:
                 return
             self._finish_check(holder[0], is_file)
+            if is_file and not reason.startswith(f"{label}:"):
+                reason = f"{label}: {reason}"  # every rejected file is named
             self._reject(reason if is_file else f"{label} refused: {reason}", snapshot=not is_file)
 
         reply = self.worker.call(job, on_done=done, on_error=failed)

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Workers that did not stop when their window closed (see `MainWindow.shutdown`).
+STUCK_WORKERS: list[PipelineWorker] = []
+
 VIDEO_FILTER = ("Videos (*.mp4 *.avi *.mkv *.mov *.webm *.m4v *.mpg *.mpeg *.wmv *.mjpg);;"
                 "All files (*)")
 
@@ -80,6 +83,7 @@ class MainWindow(QMainWindow):
         self.people_dialog: PeopleDialog | None = None
         self._ready = False
         self._shut_down = False
+        self._source_chosen = False  # set when a source is opened; stops a late auto-open
 
         self.view = VideoView(self)
         self.setCentralWidget(self.view)
@@ -118,7 +122,7 @@ class MainWindow(QMainWindow):
         if source is not None and str(source).strip():
             self.open_source(str(source))
         else:
-            w.find_cameras(auto_open=True)
+            self.look_for_camera()
 
     # -- construction ----------------------------------------------------------------
     def _action(self, text: str, icon: QStyle.StandardPixmap | None = None,
@@ -268,14 +272,20 @@ class MainWindow(QMainWindow):
         self.last_spec = spec
         self.view.show_message("busy", f"Opening {spec.describe()}…", "")
         self.source_label.setText(f"Opening {spec.describe()}…")
+        self._source_chosen = True
         self.worker.open_source(spec)
+
+    def look_for_camera(self) -> None:
+        """Probe for cameras and open one (the last used, else the first) if any."""
+        self._source_chosen = False
+        self.worker.find_cameras(auto_open=True)
 
     def start(self) -> None:
         """Play the last source again, or look for a camera."""
         if self.last_spec is not None:
             self.open_source(self.last_spec)
         else:
-            self.worker.find_cameras(auto_open=True)
+            self.look_for_camera()
 
     def stop(self) -> None:
         """Stop playing and release the camera."""
@@ -388,7 +398,7 @@ class MainWindow(QMainWindow):
                 "warning", "Camera not available",
                 f"{message}.\n\nChoose another camera, or open a video file or a stream.",
                 [("Open video file…", self._on_open_file),
-                 ("Search for cameras", lambda: self.worker.find_cameras(auto_open=True)),
+                 ("Search for cameras", self.look_for_camera),
                  ("Open stream URL…", self._on_open_url)])
         elif spec.kind == "file":
             self.view.show_message("warning", "Cannot play this video", message,
@@ -430,8 +440,8 @@ class MainWindow(QMainWindow):
     def _on_worker_cameras_found(self, cameras: list[int], auto_open: bool) -> None:
         self.cameras = list(cameras)
         self._fill_camera_menu()
-        if not auto_open or self.playing:
-            return
+        if not auto_open or self.playing or self._source_chosen:
+            return  # the user picked a source while the probe ran: keep their choice
         if cameras:
             last = self.ui_settings.value("source/camera")
             index = int(last) if last is not None and str(last).isdigit() and \
@@ -445,7 +455,7 @@ class MainWindow(QMainWindow):
             "You can open a video file or a network stream instead.",
             [("Open video file…", self._on_open_file),
              ("Open stream URL…", self._on_open_url),
-             ("Search again", lambda: self.worker.find_cameras(auto_open=True))])
+             ("Search again", self.look_for_camera)])
 
     def _on_worker_people_changed(self, people: list[Person]) -> None:
         self.people = list(people)
@@ -524,7 +534,11 @@ class MainWindow(QMainWindow):
         except Exception:  # never let a settings problem keep the camera open
             log.exception("could not save the window state")
         if not self.worker.stop(8000):
+            # Destroying a running QThread aborts the process: keep it referenced and
+            # parentless; app.run() ends the process without Python finalisation.
             log.error("the pipeline worker did not stop in time")
+            self.worker.setParent(None)
+            STUCK_WORKERS.append(self.worker)
         app = QApplication.instance()
         if app is not None:
             try:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QObject, QThread, QTimer, Signal
 
 from app.config import Paths, Settings
 from app.pipeline.errors import FacerecError, SourceError
@@ -236,7 +236,10 @@ class PipelineWorker(QThread):
         reply.finished.connect(reply.deleteLater)
         reply.failed.connect(reply.deleteLater)
         if not self._alive or self._stop.is_set():
-            reply.failed.emit(self.failure or "recognition is not running")
+            # Answer on the next turn of the event loop, not now: the caller has not yet
+            # stored the reply it is about to receive.
+            message = self.failure or "recognition is not running"
+            QTimer.singleShot(0, lambda: reply.failed.emit(message))
         else:
             self._jobs.put((job, reply, people_changed))
         return reply
@@ -355,6 +358,7 @@ class PipelineWorker(QThread):
 
     def _execute(self, rec: Recognizer, job: Job, reply: Reply, people_changed: bool) -> None:
         if reply.cancelled:
+            reply.deleteLater()  # nobody waits for it; do not keep its closures alive
             return
         try:
             result = job(rec, reply)
@@ -382,6 +386,10 @@ class PipelineWorker(QThread):
             log.warning("cannot open %s: %s", spec.describe(), exc)
             self.source_failed.emit(spec, str(exc))
             return
+        except Exception as exc:  # a native decoder failure: report it like any other
+            log.exception("cannot open %s", spec.describe())
+            self.source_failed.emit(spec, f"{spec.describe()}: {type(exc).__name__}: {exc}")
+            return
         self._source = source
         self._grabber = LatestFrameGrabber(source) if source.is_live else None
         self._play_start = self._last_frame_at = time.monotonic()
@@ -405,7 +413,11 @@ class PipelineWorker(QThread):
             self.source_closed.emit()
 
     def _do_find_cameras(self, auto_open: bool) -> None:
-        cams = list_cameras()
+        try:
+            cams = list_cameras()
+        except Exception:  # a misbehaving camera driver must not stop recognition
+            log.exception("probing for cameras failed")
+            cams = []
         # The camera we are reading from is busy and would not be found by probing.
         if self._source is not None and self._spec is not None and self._spec.kind == "camera":
             cams = sorted(set(cams) | {int(self._spec.target)})
@@ -454,13 +466,20 @@ class PipelineWorker(QThread):
         return frame
 
     def _step(self, rec: Recognizer) -> None:
+        """Read, process and emit one frame; a failure ends the source, not the worker."""
         try:
-            frame = self._next_frame()
+            self._process_next(rec)
         except SourceError as exc:
             log.warning("source lost: %s", exc)
             self._do_close(emit=False)
             self.source_lost.emit(str(exc))
-            return
+        except Exception as exc:  # a decoder or model error on one frame
+            log.exception("frame processing failed")
+            self._do_close(emit=False)
+            self.source_lost.emit(f"unexpected {type(exc).__name__}: {exc} (details in the log)")
+
+    def _process_next(self, rec: Recognizer) -> None:
+        frame = self._next_frame()
         if frame is False:
             return
         if frame is None:

@@ -165,3 +165,44 @@ def test_one_bad_photo_cannot_claim_a_stranger(rng: np.random.Generator) -> None
     assert match.similarity < 0.5  # the per-person score does not
     ann_probe = unit(ann + 0.35 * unit(rng.standard_normal(512)))
     assert index.match(ann_probe[None])[0].similarity > 0.7
+
+
+def test_person_score_is_exact_in_a_large_gallery(rng: np.random.Generator) -> None:
+    """With far more faces than the search returns, a person's score still uses all of
+    their photos: one bad photo of six cannot lift a stranger over the threshold."""
+    gallery, _ = clustered_gallery(rng, people=100, per=5)  # 500 other faces
+    ann, stranger = unit(rng.standard_normal(512)), unit(rng.standard_normal(512))
+    good = unit(ann + 0.35 * unit(rng.standard_normal((5, 512))))
+    bad = unit(stranger + 0.35 * unit(rng.standard_normal(512)))
+    pid = 1000
+    g = Gallery(np.concatenate([gallery.face_ids, np.arange(10_001, 10_007)]),
+                np.concatenate([gallery.person_ids, np.full(6, pid)]),
+                np.vstack([gallery.embeddings, good, bad[None]]),
+                {**gallery.names, pid: "Ann"}, 1)
+    index = FaceIndex(g, None, "exact")
+    probe = unit(stranger + 0.35 * unit(rng.standard_normal(512)))
+    expected = np.sort(np.vstack([good, bad[None]]) @ probe)[-2:].mean()  # m = 2 for 6 photos
+    match = index.match(probe[None])[0]
+    assert match.person_id == pid and abs(match.similarity - expected) < 1e-5
+    assert match.similarity < 0.5
+
+
+def test_names_are_case_insensitive_in_every_script(data_dir: Path, rng: np.random.Generator) -> None:
+    with FaceStore(data_dir / "faces.db") as store:
+        store.add_faces("Émile Zola", [NewFace(rng.standard_normal(512))])
+        store.add_faces("émile zola", [NewFace(rng.standard_normal(512))])  # the same person
+        assert [(p.name, p.face_count) for p in store.people()] == [("Émile Zola", 2)]
+        with pytest.raises(PersonError, match="already enrolled"):
+            store.add_faces("ÉMILE ZOLA", [NewFace(rng.standard_normal(512))], must_be_new=True)
+        store.rename("émile zola", "Émile")
+        assert store.person("ÉMILE").name == "Émile"
+
+
+def test_person_ids_are_never_reused(data_dir: Path, rng: np.random.Generator) -> None:
+    """A live track votes by person id: a deleted id must not come back as someone else."""
+    with FaceStore(data_dir / "faces.db") as store:
+        store.add_faces("Ann", [NewFace(rng.standard_normal(512))])
+        bob, _ = store.add_faces("Bob", [NewFace(rng.standard_normal(512))])
+        store.remove("Bob")
+        carol, _ = store.add_faces("Carol", [NewFace(rng.standard_normal(512))])
+        assert carol != bob

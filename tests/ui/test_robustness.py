@@ -56,3 +56,16 @@ def test_no_display_is_a_message_not_an_abort(monkeypatch, paths, capsys):  # no
         monkeypatch.delenv(var, raising=False)
     assert run(paths) == 1
     assert "xvfb-run" in capsys.readouterr().err
+
+
+def test_enroll_dialog_after_recognition_stopped(qtbot, make_window):  # noqa: ANN001
+    """With the worker gone, photos are refused with a reason and the dialog stays usable."""
+    win = make_window(None)
+    assert win.worker.stop()
+    dlg = win.open_enroll_dialog()
+    dlg.name_edit.setText("Obama")
+    dlg.add_files([FR / "obama.jpg"])
+    qtbot.waitUntil(lambda: len(dlg.rejected) == 1 and not dlg.busy(), timeout=5000)
+    assert dlg.rejected[0].split(": ", 1)[1]
+    assert not dlg.save_button.isEnabled()
+    dlg.close()
