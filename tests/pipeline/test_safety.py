@@ -228,3 +228,22 @@ def test_not_a_backup(tmp_path: Path) -> None:
     junk.write_bytes(np.random.default_rng(0).bytes(1000))
     out = cli(tmp_path / "d", "restore", junk)
     assert out.returncode == 1 and "not a facerec backup" in out.stderr
+
+
+def test_restore_under_a_running_recognizer(tmp_path: Path, capsys) -> None:
+    """A process that has the store open sees the restored gallery; nothing is lost."""
+    from app.config import Paths, Settings
+    from app.pipeline.imageio import load_image
+    from app.pipeline.recognizer import Recognizer
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    assert main(["--data-dir", str(src), "enroll", "Obama", str(FR / "obama.jpg")]) == 0
+    assert main(["--data-dir", str(src), "backup", str(tmp_path / "b.fbk")]) == 0
+    assert main(["--data-dir", str(dst), "enroll", "Jolie", str(DEEPFACE / "img1.jpg")]) == 0
+    with Recognizer.open(Paths(dst), Settings()) as running:
+        assert main(["--data-dir", str(dst), "restore", "--replace", str(tmp_path / "b.fbk")]) == 0
+        assert running.refresh()  # the generation moved: it reloads
+        faces = running.process(load_image(FR / "obama2.jpg")).faces
+        assert [f.name for f in faces] == ["Obama"]
+        running.enroll("Biden", [running.enroll_file(FR / "biden.jpg").face])
+    assert store_counts(dst / "faces.db") == {"Obama": 1, "Biden": 1}  # its write landed
