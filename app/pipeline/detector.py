@@ -46,6 +46,8 @@ TILE_MIN_CONFIDENCE = 0.75
 
 
 _live: weakref.WeakSet[FaceDetector] = weakref.WeakSet()
+#: Detections still run with stderr captured (see `FaceDetector._run`).
+_quiet_calls_left = 500
 
 
 @atexit.register
@@ -88,7 +90,6 @@ class FaceDetector:
                 self._mp = _MPFaceDetector.create_from_options(options)
         except (RuntimeError, ValueError) as exc:
             raise ModelError(f"cannot load the face detector {path}: {exc}") from None
-        self._warm = False
         _live.add(self)
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
@@ -131,12 +132,16 @@ class FaceDetector:
 
         h, w = img.shape[:2]
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(img))
-        if self._warm:
-            result = self._mp.detect(image)
-        else:  # the first run logs a native warning about tensor alignment
-            with quiet_native_stderr():
+        global _quiet_calls_left
+        if _quiet_calls_left > 0:
+            # MediaPipe logs a once-per-process warning (input tensor alignment) on
+            # whichever early detection first meets a misaligned buffer: capture stderr
+            # until it has shown up (or for a bounded number of calls).
+            with quiet_native_stderr() as seen:
                 result = self._mp.detect(image)
-            self._warm = True
+            _quiet_calls_left = 0 if b"not aligned" in seen.chatter else _quiet_calls_left - 1
+        else:
+            result = self._mp.detect(image)
         out = []
         for d in result.detections:
             score = float(d.categories[0].score) if d.categories else 0.0
