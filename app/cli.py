@@ -64,7 +64,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         if not faces:
             _err(f"nothing enrolled for {name!r}")
             return EXIT_FAIL
-        person = rec.enroll(name, [f for f in faces])
+        person = rec.enroll(name, faces)
         print(f"enrolled {len(faces)} face(s) for {person.name} ({person.face_count} in total)")
     return EXIT_FAIL if failed else EXIT_OK
 

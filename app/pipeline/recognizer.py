@@ -272,14 +272,10 @@ class Recognizer:
             self.index.flush()
         return person
 
-    def enroll_many(self, batches: Sequence[tuple[str, Sequence[NewFace]]]) -> dict[str, int]:
+    def enroll_many(self, batches: Sequence[tuple[str, Sequence[NewFace]]]) -> None:
         """Store faces for several people in one transaction (a folder import)."""
         self.store.add_many(batches)
         self.reload()
-        counts: dict[str, int] = {}
-        for name, faces in batches:
-            counts[normalize_name(name)] = counts.get(normalize_name(name), 0) + len(faces)
-        return counts
 
     def rename(self, old: str, new: str) -> Person:
         """Rename a person; recognition uses the new name immediately."""
