@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from app.pipeline.errors import FacerecError, StoreError
-from app.pipeline.store import FaceStore
+from app.pipeline.store import BUSY_TIMEOUT_MS, FaceStore
 
 MAGIC = b"FACEREC-BACKUP 1\n"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
@@ -167,7 +167,7 @@ def restore_backup(path: Path, db: Path, index: Path, passphrase: str | None = N
                     "pass --replace to overwrite them with the backup")
             current_gen = current.generation
         src = sqlite3.connect(tmp)
-        dst = sqlite3.connect(db, timeout=5)
+        dst = sqlite3.connect(db, timeout=BUSY_TIMEOUT_MS / 1000)
         try:
             src.backup(dst)
             with dst:

@@ -142,7 +142,7 @@ class FaceStore:
             )
             con.execute("PRAGMA foreign_keys = ON")
             con.execute("PRAGMA secure_delete = ON")
-            con.execute("PRAGMA journal_mode = WAL")
+            self._enable_wal(con)
             con.execute("PRAGMA synchronous = FULL")
             self._migrate(con)
             con.execute("SELECT count(*) FROM people").fetchone()
@@ -151,6 +151,29 @@ class FaceStore:
         except OSError as exc:
             raise StoreError(f"cannot open the face store {self.path}: {exc.strerror or exc}") from None
         return con
+
+    @staticmethod
+    def _enable_wal(con: sqlite3.Connection) -> None:
+        """Switch to WAL, waiting up to the lock timeout for other processes.
+
+        SQLite answers a journal-mode change with "database is locked" at once, without
+        calling the busy handler, while another connection has the file open, so two
+        processes creating a new store at the same moment would fail; wait here instead.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        pause = 0.002
+        while True:
+            try:
+                mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.1)
+                continue
+            if mode != "wal":  # e.g. a file system without shared memory
+                log.warning("face store journal mode is %s, not wal", mode)
+            return
 
     def _explain(self, exc: sqlite3.Error) -> str:
         text = str(exc)

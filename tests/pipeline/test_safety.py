@@ -247,3 +247,28 @@ def test_restore_under_a_running_recognizer(tmp_path: Path, capsys) -> None:
         assert [f.name for f in faces] == ["Obama"]
         running.enroll("Biden", [running.enroll_file(FR / "biden.jpg").face])
     assert store_counts(dst / "faces.db") == {"Obama": 1, "Biden": 1}  # its write landed
+
+
+_OPEN_AND_ADD = """
+import sys, time
+import numpy as np
+from app.pipeline.store import FaceStore, NewFace
+path, name, go = sys.argv[1], sys.argv[2], float(sys.argv[3])
+while time.time() < go:
+    pass
+with FaceStore(path) as store:
+    store.add_faces(name, [NewFace(np.ones(512, dtype=np.float32))])
+"""
+
+
+def test_processes_creating_the_same_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+    # Regression: switching a new file to WAL returns "database is locked" at once, without
+    # waiting, when another process has it open; CI lost an enroll to it.
+    for round_ in range(12):
+        db = tmp_path / f"r{round_}" / "faces.db"
+        go = time.time() + 0.6  # all four processes start their open in the same millisecond
+        procs = [subprocess.Popen([sys.executable, "-c", _OPEN_AND_ADD, str(db), f"P{k}", str(go)],
+                                  stderr=subprocess.PIPE, text=True) for k in range(4)]
+        errors = [p.communicate(timeout=60)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 4, errors
+        assert store_counts(db) == {f"P{k}": 1 for k in range(4)}
