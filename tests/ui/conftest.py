@@ -78,7 +78,7 @@ def make_window(qtbot, paths: Paths) -> Callable[..., object]:  # noqa: ANN001
         win.resize(1000, 640)
         win.show()
         if wait_ready:
-            qtbot.waitUntil(lambda: win._ready, timeout=20000)
+            qtbot.waitUntil(lambda: win._ready, timeout=30000)
         return win
 
     return make

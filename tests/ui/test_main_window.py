@@ -72,8 +72,8 @@ def enroll_from_files(qtbot, win, name: str, files: list[Path]):  # noqa: ANN001
     assert not dlg.save_button.isEnabled()  # no face yet
     dlg.add_files(files)
     qtbot.waitUntil(lambda: len(dlg.accepted_faces) + len(dlg.rejected) == len(files)
-                    and not dlg.busy(), timeout=20000)
-    with qtbot.waitSignal(dlg.saved, timeout=10000) as blocker:
+                    and not dlg.busy(), timeout=30000)
+    with qtbot.waitSignal(dlg.saved, timeout=30000) as blocker:
         qtbot.mouseClick(dlg.save_button, Qt.MouseButton.LeftButton)
     return blocker.args[0]
 
@@ -86,7 +86,7 @@ def test_enroll_recognise_rename_delete(qtbot, make_window, face_video, monkeypa
 
     person = enroll_from_files(qtbot, win, "Obama", [FR / "obama.jpg", FR / "obama2.jpg"])
     assert (person.name, person.face_count) == ("Obama", 2)
-    qtbot.waitUntil(lambda: win.people_label.text() == "1 person enrolled")
+    qtbot.waitUntil(lambda: win.people_label.text() == "1 person enrolled", timeout=30000)
 
     # The running recognizer knows him at once: a green box "Obama 0.xx" on his frames.
     p = wait_for_payload(qtbot, win, lambda p: p.position in OBAMA and "Obama" in names(p))
@@ -105,11 +105,11 @@ def test_enroll_recognise_rename_delete(qtbot, make_window, face_video, monkeypa
 
     # Rename in the people manager: the new name appears on the live view.
     people = win.open_people_dialog()
-    qtbot.waitUntil(lambda: people.names() == ["Obama"])
+    qtbot.waitUntil(lambda: people.names() == ["Obama"], timeout=30000)
     people.select("Obama")
     monkeypatch.setattr(people, "_ask_new_name", lambda old: "Barack Obama")
     qtbot.mouseClick(people.rename_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: people.names() == ["Barack Obama"], timeout=10000)
+    qtbot.waitUntil(lambda: people.names() == ["Barack Obama"], timeout=30000)
     wait_for_payload(qtbot, win, lambda p: "Barack Obama" in names(p))
 
     # Delete (confirmed): his frames are Unknown again.
@@ -119,7 +119,7 @@ def test_enroll_recognise_rename_delete(qtbot, make_window, face_video, monkeypa
                         lambda *a, **k: asked.append(a) or QMessageBox.StandardButton.Yes)
     qtbot.mouseClick(people.delete_button, Qt.MouseButton.LeftButton)
     assert asked, "delete must ask for confirmation"
-    qtbot.waitUntil(lambda: people.names() == [], timeout=10000)
+    qtbot.waitUntil(lambda: people.names() == [], timeout=30000)
     assert win.people_label.text() == "0 people enrolled"
     seen: list[FramePayload] = []
     win.worker.result_ready.connect(seen.append)
@@ -144,7 +144,7 @@ def test_enroll_dialog_rejects_files_with_reasons(qtbot, make_window, tmp_path, 
     dlg.name_edit.setText("Obama")
     dlg.add_files([FR / "obama.jpg", notes, blank, DEEPFACE / "couple.jpg"])
     qtbot.waitUntil(lambda: len(dlg.accepted_faces) + len(dlg.rejected) == 4 and not dlg.busy(),
-                    timeout=20000)
+                    timeout=30000)
     assert [a.label for a in dlg.accepted_faces] == ["obama.jpg"]
     reasons = sorted(dlg.rejected)
     assert reasons[0].startswith("blank.png: no face found")
@@ -155,25 +155,25 @@ def test_enroll_dialog_rejects_files_with_reasons(qtbot, make_window, tmp_path, 
     # Adding the same file twice is refused too.
     dlg.add_files([FR / "obama.jpg"])
     assert dlg.rejected[-1] == "obama.jpg: already added"
-    with qtbot.waitSignal(dlg.saved, timeout=10000):
+    with qtbot.waitSignal(dlg.saved, timeout=30000):
         dlg.save_button.click()
     with FaceStore(paths.db) as store:
         people = store.people()
     assert [(p.name, p.face_count) for p in people] == [("Obama", 1)]
 
     # The name now exists: adding to him must be an explicit choice.
-    qtbot.waitUntil(lambda: len(win.people) == 1)
+    qtbot.waitUntil(lambda: len(win.people) == 1, timeout=30000)
     dlg = win.open_enroll_dialog()
     qtbot.keyClicks(dlg.name_edit, "obama")
     assert dlg.existing_person() is not None
     assert dlg.add_existing_check.isVisible() and not dlg.add_existing_check.isChecked()
     dlg.add_files([FR / "obama2.jpg"])
-    qtbot.waitUntil(lambda: len(dlg.accepted_faces) == 1 and not dlg.busy(), timeout=20000)
+    qtbot.waitUntil(lambda: len(dlg.accepted_faces) == 1 and not dlg.busy(), timeout=30000)
     assert not dlg.save_button.isEnabled()
     assert "name is taken" in dlg.save_hint.text()
     dlg.add_existing_check.setChecked(True)
     assert dlg.save_button.isEnabled()
-    with qtbot.waitSignal(dlg.saved, timeout=10000) as blocker:
+    with qtbot.waitSignal(dlg.saved, timeout=30000) as blocker:
         dlg.save_button.click()
     assert (blocker.args[0].name, blocker.args[0].face_count) == ("Obama", 2)
 
@@ -197,17 +197,17 @@ def test_enroll_dialog_snapshots(qtbot, make_window):  # noqa: ANN001
     # A frame without a face, then one with two faces: refused, with the reason.
     frame[0] = np.full((480, 640, 3), 90, np.uint8)
     dlg.snapshot_button.click()
-    qtbot.waitUntil(lambda: "no face found" in dlg.status.text(), timeout=10000)
+    qtbot.waitUntil(lambda: "no face found" in dlg.status.text(), timeout=30000)
     frame[0] = fit(load_image(DEEPFACE / "couple.jpg"), (640, 480))
     dlg.snapshot_button.click()
     qtbot.waitUntil(lambda: "faces in view; exactly one is needed" in dlg.status.text(),
-                    timeout=10000)
+                    timeout=30000)
     assert not dlg.accepted_faces and not dlg.save_button.isEnabled()
     # A usable face is accepted and shown as a thumbnail that can be removed.
     frame[0] = fit(load_image(FR / "biden.jpg"), (640, 480))
     dlg.snapshot_button.click()
     dlg.snapshot_button.click()
-    qtbot.waitUntil(lambda: len(dlg.accepted_faces) == 2 and not dlg.busy(), timeout=10000)
+    qtbot.waitUntil(lambda: len(dlg.accepted_faces) == 2 and not dlg.busy(), timeout=30000)
     assert dlg.thumbs.count() == 2 and dlg.save_button.isEnabled()
     dlg.thumbs.item(0).setSelected(True)
     dlg.remove_button.click()
@@ -222,22 +222,22 @@ def test_video_ended_state_and_replay(qtbot, make_window, tmp_path):  # noqa: AN
     clip = write_slideshow(tmp_path / "short.avi", [FR / "biden.jpg"], frames_each=6)
     win = make_window(clip)
     qtbot.waitUntil(lambda: win.view.message.isVisible()
-                    and win.view.message.title.text() == "Video ended", timeout=15000)
+                    and win.view.message.title.text() == "Video ended", timeout=30000)
     assert win.view.payload is not None and win.view.dimmed
     assert win.start_action.isEnabled() and not win.stop_action.isEnabled()
-    with qtbot.waitSignal(win.worker.source_opened, timeout=10000):
+    with qtbot.waitSignal(win.worker.source_opened, timeout=30000):
         win.view.message_button("Replay").click()
     qtbot.waitUntil(lambda: win.view.message.title.text() == "Video ended"
-                    and win.view.message.isVisible(), timeout=15000)
+                    and win.view.message.isVisible(), timeout=30000)
 
 
 def test_stop_and_start(qtbot, make_window, face_video):  # noqa: ANN001
     win = make_window(face_video)
-    qtbot.waitUntil(lambda: win.playing and win.view.payload is not None, timeout=15000)
-    with qtbot.waitSignal(win.worker.source_closed, timeout=10000):
+    qtbot.waitUntil(lambda: win.playing and win.view.payload is not None, timeout=30000)
+    with qtbot.waitSignal(win.worker.source_closed, timeout=30000):
         win.stop_action.trigger()
     assert win.view.message.title.text() == "Stopped" and not win.playing
-    with qtbot.waitSignal(win.worker.source_opened, timeout=10000):
+    with qtbot.waitSignal(win.worker.source_opened, timeout=30000):
         win.view.message_button("Start").click()
     assert win.playing and not win.view.message.isVisible()
 
@@ -245,19 +245,19 @@ def test_stop_and_start(qtbot, make_window, face_video):  # noqa: ANN001
 def test_no_camera_offers_video_file(qtbot, make_window, face_video, monkeypatch):  # noqa: ANN001
     monkeypatch.setattr("app.ui.worker.list_cameras", lambda: [])
     win = make_window(None)
-    qtbot.waitUntil(lambda: win.view.message.title.text() == "No camera found", timeout=15000)
+    qtbot.waitUntil(lambda: win.view.message.title.text() == "No camera found", timeout=30000)
     assert "No camera found" in win.source_label.text()
     monkeypatch.setattr(QFileDialog, "getOpenFileName",
                         staticmethod(lambda *a, **k: (str(face_video), "")))
     win.view.message_button("Open video file…").click()
-    qtbot.waitUntil(lambda: win.view.payload is not None, timeout=15000)
+    qtbot.waitUntil(lambda: win.view.payload is not None, timeout=30000)
     assert not win.view.message.isVisible()
 
 
 def test_missing_camera_index(qtbot, make_window):  # noqa: ANN001
     win = make_window("7")
     qtbot.waitUntil(lambda: win.view.message.title.text() == "Camera not available",
-                    timeout=15000)
+                    timeout=30000)
     assert "camera 7" in win.view.message.text.text()
     assert "Open video file…" in win.view.message.buttons
     assert not win.playing
@@ -269,15 +269,15 @@ def test_model_error_state(qtbot, make_window, face_video, tmp_path, monkeypatch
     monkeypatch.setenv("FACEREC_MODELS_DIR", str(empty))
     win = make_window(face_video, wait_ready=False)
     qtbot.waitUntil(lambda: win.view.message.title.text() == "Recognition could not start",
-                    timeout=15000)
+                    timeout=30000)
     text = win.view.message.text.text()
     assert "model file missing" in text and str(win.log_path) in text
-    qtbot.waitUntil(lambda: not win.worker.isRunning(), timeout=5000)
+    qtbot.waitUntil(lambda: not win.worker.isRunning(), timeout=30000)
     assert not win.enroll_action.isEnabled() and not win.people_action.isEnabled()
     # Jobs sent to a dead worker are answered, not left hanging.
     errors = []
     win.worker.call(lambda rec, reply: None, on_error=errors.append)
-    qtbot.waitUntil(lambda: bool(errors))
+    qtbot.waitUntil(lambda: bool(errors), timeout=30000)
     assert "model file missing" in errors[0]
 
 
@@ -287,7 +287,7 @@ def test_close_stops_worker_and_remembers_geometry(qtbot, paths, face_video):  #
     win = MainWindow(paths, str(face_video))
     win.resize(720, 520)
     win.show()
-    qtbot.waitUntil(lambda: win.view.payload is not None, timeout=15000)
+    qtbot.waitUntil(lambda: win.view.payload is not None, timeout=30000)
     worker = win.worker
     win.close()
     assert not worker.isRunning()
@@ -313,13 +313,13 @@ def test_settings_dialog_saves_and_applies(qtbot, make_window, paths):  # noqa: 
     assert (saved.match_threshold, saved.search, saved.threads) == (0.9, "exact", 1)
     got = []
     win.worker.call(lambda rec, reply: rec.threshold, on_done=got.append)
-    qtbot.waitUntil(lambda: bool(got), timeout=10000)
+    qtbot.waitUntil(lambda: bool(got), timeout=30000)
     assert got == [0.9]
 
 
 def test_log_export_csv(qtbot, make_window, face_video, tmp_path, monkeypatch):  # noqa: ANN001
     win = make_window(face_video)
-    qtbot.waitUntil(lambda: win.log_panel.table.rowCount() >= 1, timeout=15000)
+    qtbot.waitUntil(lambda: win.log_panel.table.rowCount() >= 1, timeout=30000)
     out = tmp_path / "log.csv"
     monkeypatch.setattr(win.log_panel, "_ask_csv_path", lambda: str(out))
     win.export_action.trigger()
@@ -374,20 +374,20 @@ def test_camera_lost_offers_retry_and_another_source(qtbot, make_window, monkeyp
     monkeypatch.setattr("app.ui.worker.list_cameras", lambda: [0])
     monkeypatch.setattr("app.ui.worker.VideoSource", FakeCamera)
     win = make_window(None)
-    qtbot.waitUntil(lambda: win.view.message.title.text() == "Camera lost", timeout=15000)
+    qtbot.waitUntil(lambda: win.view.message.title.text() == "Camera lost", timeout=30000)
     assert win.view.payload is not None and win.view.payload.live
     assert {"Retry", "Choose another…", "Open video file…"} <= set(win.view.message.buttons)
     assert "camera 0: lost" in win.view.message.text.text()
-    with qtbot.waitSignal(win.worker.source_opened, timeout=10000):
+    with qtbot.waitSignal(win.worker.source_opened, timeout=30000):
         win.view.message_button("Retry").click()
     qtbot.waitUntil(lambda: win.view.message.title.text() == "Camera lost"
-                    and win.view.message.isVisible(), timeout=15000)
+                    and win.view.message.isVisible(), timeout=30000)
 
 
 def test_store_error_state(qtbot, make_window, paths):  # noqa: ANN001
     paths.db.write_bytes(b"this is not a database" * 100)
     win = make_window(None, wait_ready=False)
     qtbot.waitUntil(lambda: win.view.message.title.text() == "Recognition could not start",
-                    timeout=15000)
+                    timeout=30000)
     text = win.view.message.text.text()
     assert "damaged" in text and str(win.log_path) in text

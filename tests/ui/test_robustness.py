@@ -24,9 +24,9 @@ def test_bad_photo_corpus_in_the_enroll_dialog(qtbot, make_window, face_video, t
     assert len(dlg.accepted_faces) >= 8  # the awkward-but-valid formats are usable
     # The live view kept running throughout.
     painted = win.view.frames_painted
-    qtbot.waitUntil(lambda: win.view.frames_painted > painted + 5, timeout=10000)
+    qtbot.waitUntil(lambda: win.view.frames_painted > painted + 5, timeout=30000)
     assert win.worker.isRunning()
-    with qtbot.waitSignal(dlg.saved, timeout=20000):
+    with qtbot.waitSignal(dlg.saved, timeout=30000):
         dlg.save_button.click()
     with FaceStore(paths.db) as store:
         assert [(p.name, p.face_count) for p in store.people()] == [
@@ -42,7 +42,7 @@ def test_enrollment_by_another_process_reaches_the_running_window(qtbot, make_wi
     assert main(["--data-dir", str(paths.root), "enroll", "Obama", str(FR / "obama.jpg")]) == 0
     wait_for_payload(qtbot, win, lambda p: p.position in OBAMA and "Obama" in names(p),
                      timeout=30000)
-    qtbot.waitUntil(lambda: win.people_label.text() == "1 person enrolled", timeout=10000)
+    qtbot.waitUntil(lambda: win.people_label.text() == "1 person enrolled", timeout=30000)
 
 
 def test_no_display_is_a_message_not_an_abort(monkeypatch, paths, capsys):  # noqa: ANN001
@@ -65,7 +65,7 @@ def test_enroll_dialog_after_recognition_stopped(qtbot, make_window):  # noqa: A
     dlg = win.open_enroll_dialog()
     dlg.name_edit.setText("Obama")
     dlg.add_files([FR / "obama.jpg"])
-    qtbot.waitUntil(lambda: len(dlg.rejected) == 1 and not dlg.busy(), timeout=5000)
+    qtbot.waitUntil(lambda: len(dlg.rejected) == 1 and not dlg.busy(), timeout=30000)
     assert dlg.rejected[0].split(": ", 1)[1]
     assert not dlg.save_button.isEnabled()
     dlg.close()

@@ -17,14 +17,14 @@ def test_frames_are_dropped_while_gui_is_busy(qtbot, paths, face_video):  # noqa
     worker.result_ready.connect(results.append)
     worker.start()
     try:
-        with qtbot.waitSignal(worker.source_opened, timeout=15000):
+        with qtbot.waitSignal(worker.source_opened, timeout=30000):
             worker.open_source(str(face_video))
-        qtbot.waitUntil(lambda: len(results) == 1, timeout=10000)
+        qtbot.waitUntil(lambda: len(results) == 1, timeout=30000)
         # Without frame_shown() the worker keeps reading (real time) but emits nothing.
-        qtbot.waitUntil(lambda: worker.frames_dropped >= 4, timeout=10000)
+        qtbot.waitUntil(lambda: worker.frames_dropped >= 4, timeout=30000)
         assert len(results) == 1
         worker.frame_shown()
-        qtbot.waitUntil(lambda: len(results) == 2, timeout=10000)
+        qtbot.waitUntil(lambda: len(results) == 2, timeout=30000)
         assert results[1].position > results[0].position + 4  # the newest, not the next
     finally:
         assert worker.stop()
@@ -38,7 +38,7 @@ def test_jobs_run_in_the_worker_thread(qtbot, paths):  # noqa: ANN001
     try:
         worker.call(lambda rec, reply: threading.get_ident(), on_done=threads.append)
         worker.call(lambda rec, reply: rec.rename("nobody", "x"), on_error=errors.append)
-        qtbot.waitUntil(lambda: bool(threads and errors), timeout=15000)
+        qtbot.waitUntil(lambda: bool(threads and errors), timeout=30000)
     finally:
         assert worker.stop()
     assert threads[0] != threading.get_ident()
