@@ -13,7 +13,7 @@ import numpy as np
 
 from app.config import Paths, Settings
 from app.pipeline.align import align_face, thumbnail_jpeg
-from app.pipeline.detector import FaceDetector, TilePlan, merge_detections
+from app.pipeline.detector import REFINE_BELOW, FaceDetector, TilePlan, merge_detections
 from app.pipeline.embedder import FaceEmbedder
 from app.pipeline.errors import NoFaceError, PersonError
 from app.pipeline.imageio import display_name, load_image
@@ -51,7 +51,7 @@ def largest_face_embedding(detector: FaceDetector, embedder: FaceEmbedder,
     dets = detector.detect(rgb)
     if not dets:
         return None
-    vec: np.ndarray = embedder.embed(align_face(rgb, dets[0]))[0]
+    vec: np.ndarray = embedder.embed(align_face(rgb, detector.refine(rgb, dets[0])))[0]
     return vec
 
 
@@ -125,7 +125,7 @@ class Recognizer:
     def embed_detections(self, rgb: np.ndarray, dets: Sequence[Detection]
                          ) -> tuple[list[np.ndarray], np.ndarray]:
         """Aligned crops and their embeddings for the given detections."""
-        crops = [align_face(rgb, d) for d in dets]
+        crops = [align_face(rgb, self.detector.refine(rgb, d)) for d in dets]
         emb = self.embedder.embed(np.stack(crops)) if crops else np.empty((0, 512), np.float32)
         return crops, emb
 
@@ -141,10 +141,17 @@ class Recognizer:
 
         Without a tracker (a photo) every tile is scanned; with one (a stream) only the
         regions it asks for: around small tracked faces, plus a few tiles per frame.
+        Where passes overlap, the whole frame's detection of a face large enough for it
+        to place precisely (`REFINE_BELOW`) wins, so a photo gets the same box whether
+        it is enrolled or identified; otherwise the highest score wins.
         """
         h, w = rgb.shape[:2]
         regions = tracker.regions(w, h) if tracker is not None else TilePlan.for_still(w, h).regions
-        return merge_detections(self.detector.detect(rgb) + self.detector.detect_regions(rgb, regions))
+        sure: list[Detection] = []
+        others = self.detector.detect_regions(rgb, regions)
+        for d in self.detector.detect(rgb):
+            (sure if d.box[3] >= REFINE_BELOW * max(w, h) else others).append(d)
+        return merge_detections(others, first=sure)
 
     def process(self, rgb: np.ndarray, frame_index: int = 0,
                 tracker: FaceTracker | None = None) -> FrameResult:
@@ -167,7 +174,6 @@ class Recognizer:
         """
         t0 = time.perf_counter()
         dets = self.detect(rgb, tracker)
-        t1 = time.perf_counter()
         if tracker is not None:
             tracker.scene_cut(rgb)
             pairs = tracker.associate(dets, frame_index)
@@ -175,6 +181,9 @@ class Recognizer:
             todo_dets = [d for _, d in todo]
         else:
             todo_dets = dets
+        # Faces about to be embedded, located precisely (small ones are detected again).
+        todo_dets = [self.detector.refine(rgb, d) for d in todo_dets]
+        t1 = time.perf_counter()
         crops = [align_face(rgb, d) for d in todo_dets]
         t2 = time.perf_counter()
         emb = self.embedder.embed(np.stack(crops)) if crops else None

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from app.config import Paths, Settings
-from app.pipeline.detector import TilePlan
+from app.pipeline.detector import (
+    MAX_FACE_PER_TILE,
+    MIN_FACE_PX,
+    TILE_PER_FACE,
+    WHOLE_FRAME_FINDS,
+    TilePlan,
+)
 from app.pipeline.imageio import load_image
 from app.pipeline.recognizer import Recognizer
 from app.pipeline.sources import VideoSource
@@ -75,24 +81,26 @@ def test_one_bad_frame_cannot_rename_a_track(rec: Recognizer) -> None:
     assert names[12] is None
 
 
+SMALL_FACES = [FR / "obama.jpg", FR / "biden.jpg", DEEPFACE / "img1.jpg", DEEPFACE / "img13.jpg"]
+
+
 def small_face_scene(rec: Recognizer, size: tuple[int, int] = (1920, 1080),
-                     heights: tuple[int, ...] = (40, 48, 60, 80)
+                     heights: tuple[int, ...] = (40, 48, 60, 80),
+                     photos: list[Path] = SMALL_FACES,
+                     centres: list[tuple[int, int]] | None = None,
                      ) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """A large grey frame with four small faces (real photos, scaled) at known spots."""
+    """A large grey frame with small faces (real photos, scaled) at known spots."""
     w, h = size
     frame = np.full((h, w, 3), 105, np.uint8)
-    photos = [FR / "obama.jpg", FR / "biden.jpg", DEEPFACE / "img1.jpg", DEEPFACE / "img13.jpg"]
-    centres = []
-    for i, (photo, face_h) in enumerate(zip(photos, heights)):
+    centres = centres or [(250 + i * 430, 300 + (i % 2) * 450) for i in range(len(photos))]
+    for photo, face_h, (cx, cy) in zip(photos, heights, centres):
         rgb = load_image(photo)
         x, y, bw, bh = rec.detector.detect(rgb)[0].box
-        cx, cy = x + bw // 2, y + bh // 2
-        head = rgb[max(0, cy - bh):cy + bh, max(0, cx - bw):cx + bw]  # 2x the face box
+        fx, fy = x + bw // 2, y + bh // 2
+        head = rgb[max(0, fy - bh):fy + bh, max(0, fx - bw):fx + bw]  # 2x the face box
         head = cv2.resize(head, None, fx=face_h / bh, fy=face_h / bh, interpolation=cv2.INTER_AREA)
-        cx, cy = 250 + i * 430, 300 + (i % 2) * 450
         y0, x0 = cy - head.shape[0] // 2, cx - head.shape[1] // 2
         frame[y0:y0 + head.shape[0], x0:x0 + head.shape[1]] = head
-        centres.append((cx, cy))
     return frame, centres
 
 
@@ -115,6 +123,68 @@ def test_small_faces_found_on_a_stream_within_one_tile_sweep(rec: Recognizer) ->
     counts = [len(rec.process(frame, i, tracker).faces) for i in range(sweep + 5)]
     assert counts[-1] == 4  # all found within a sweep of the tiles...
     assert counts[-5:] == [4] * 5  # ...and kept, every frame, by the regions around the tracks
+
+
+def test_faces_at_mid_distance_in_720p_are_found_and_named(rec: Recognizer) -> None:
+    # People two or three metres from a 720p webcam: faces 90-150 px high, too small for
+    # the whole-frame pass to place precisely (or, under ~140 px, to find at all) and
+    # larger than the overlap of the finest tiles. Photos other than the enrolled ones.
+    rec.enroll("Jolie", [rec.enroll_file(DEEPFACE / "img1.jpg").face])
+    photos = [FR / "obama2.jpg", DEEPFACE / "img2.jpg", FR / "obama3.jpg", DEEPFACE / "img13.jpg",
+              DEEPFACE / "img4.jpg"]
+    centres = [(140, 200), (600, 200), (1000, 420), (400, 520), (830, 560)]
+    frame, centres = small_face_scene(rec, (1280, 720), (90, 110, 150, 120, 130), photos, centres)
+    faces = rec.process(frame).faces
+    named = {}
+    for cx, cy in centres:
+        hit = [f for f in faces if abs(f.box[0] + f.box[2] / 2 - cx) < 30
+               and abs(f.box[1] + f.box[3] / 2 - cy) < 30]
+        assert len(hit) == 1, (cx, cy, [f.box for f in faces])
+        named[(cx, cy)] = hit[0].name
+    assert list(named.values()) == ["Obama", "Jolie", "Obama", None, "Jolie"]
+    assert len(faces) == 5
+
+
+def test_small_faces_are_located_again_before_embedding(data_dir: Path) -> None:
+    # The whole-frame pass places a 150 px face in a 720p frame coarsely (crops measured
+    # at cosine 0.57-0.95 to the photo's own); detecting it again in a region around it
+    # gives the photo's own embedding back, so the similarity to its enrollment stays high.
+    photos = [FR / "obama.jpg", FR / "biden.jpg", DEEPFACE / "img1.jpg", DEEPFACE / "img13.jpg",
+              DEEPFACE / "img20.jpg", DEEPFACE / "img22.jpg"]
+    with Recognizer.open(Paths(data_dir), Settings()) as r:
+        for k, photo in enumerate(photos):
+            r.enroll(f"P{k}", [r.enroll_file(photo).face])
+        centres = [(220 + 420 * (k % 3), 190 + 340 * (k // 3)) for k in range(len(photos))]
+        frame, _ = small_face_scene(r, (1280, 720), (150,) * len(photos), photos, centres)
+        faces = r.process(frame).faces
+        by_place = {}
+        for f in faces:
+            cx, cy = f.box[0] + f.box[2] / 2, f.box[1] + f.box[3] / 2
+            k = min(range(len(centres)), key=lambda i: abs(centres[i][0] - cx) + abs(centres[i][1] - cy))
+            by_place[k] = (f.name, round(f.similarity, 3))
+    assert [by_place[k][0] for k in range(len(photos))] == [f"P{k}" for k in range(len(photos))]
+    assert min(sim for _, sim in by_place.values()) >= 0.9, by_place
+
+
+@pytest.mark.parametrize("size", [(640, 480), (1280, 720), (1920, 1080), (3840, 2160)])
+def test_tile_plan_holds_every_small_face_whole_in_some_tile(size: tuple[int, int]) -> None:
+    # Every face from MIN_FACE_PX up to what the whole-frame pass finds, anywhere in the
+    # frame, lies inside a tile (clear of its inner edges) that sees it at a size the
+    # model detects: no face falls between tiles or between levels.
+    w, h = size
+    regions = np.array(TilePlan(w, h).regions, dtype=np.float64).reshape(-1, 3)
+    rx, ry, side = regions.T
+    margin = 0.02 * side
+    for face in np.linspace(MIN_FACE_PX, WHOLE_FRAME_FINDS * max(w, h), 12):
+        usable = (face <= MAX_FACE_PER_TILE * side) & (face >= side / TILE_PER_FACE)
+        xs = np.arange(0, w - face, 6.0)
+        ys = np.arange(0, h - face, 6.0)
+        fits_x = usable[None, :] & ((rx == 0) | (xs[:, None] >= rx + margin)) & (
+            (rx + side >= w) | (xs[:, None] + face <= rx + side - margin))
+        fits_y = usable[None, :] & ((ry == 0) | (ys[:, None] >= ry + margin)) & (
+            (ry + side >= h) | (ys[:, None] + face <= ry + side - margin))
+        held = (fits_y.astype(np.int32) @ fits_x.T.astype(np.int32)) > 0  # (ys, xs)
+        assert held.all(), f"{face:.0f} px faces missed at {int((~held).sum())} spots in {size}"
 
 
 def test_tile_plan_covers_the_frame() -> None:
