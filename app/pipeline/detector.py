@@ -236,7 +236,8 @@ class TilePlan:
 
     The finest level's tile is `TILE_PER_FACE` times the smallest face sought; each
     coarser level is `LEVEL_STEP` times larger, until a tile would span the frame
-    (which the whole-frame pass already covers).
+    (which the whole-frame pass already covers), plus one last level no taller than the
+    frame when faces too large for the tiles are still too small for the whole frame.
 
     Parameters
     ----------
