@@ -36,6 +36,8 @@ from app.pipeline.store import EMBEDDING_DIM, Gallery
 
 #: Photos of five different people (shared test set), for the synthetic scenes.
 SCENE_PHOTOS = ("img1.jpg", "img13.jpg", "img20.jpg", "img16.jpg", "img3.jpg")
+#: Each search query is timed this many times and its fastest run kept (see `bench_search`).
+SEARCH_REPEATS = 3
 
 
 def machine() -> dict[str, Any]:
@@ -274,12 +276,19 @@ def bench_search(n_faces: int, threads: int, bandwidth_gbs: float) -> dict[str, 
     vecs = gallery.embeddings
 
     def lat(fn: Callable[[np.ndarray], object], qs: np.ndarray) -> list[float]:
-        out = []
-        for q in qs:
-            t = time.perf_counter()
-            fn(q[None])
-            out.append((time.perf_counter() - t) * 1e3)
-        return out
+        """Per-query latency: each query's fastest of `SEARCH_REPEATS` passes.
+
+        On a shared machine a single pass puts scheduler pauses into the p99; the
+        passes run over the whole query set in turn, so no query is timed warm from
+        its own previous run.
+        """
+        best = np.full(len(qs), np.inf)
+        for _ in range(SEARCH_REPEATS):
+            for k, q in enumerate(qs):
+                t = time.perf_counter()
+                fn(q[None])
+                best[k] = min(best[k], (time.perf_counter() - t) * 1e3)
+        return best.tolist()
 
     n_exact_q = 100 if n_faces <= 100_000 else 30
     truth = np.array([int(np.argmax(vecs @ q)) for q in queries])
@@ -444,7 +453,9 @@ def to_markdown(r: dict[str, Any]) -> str:
         f"512 MiB on all cores); galleries that fit in cache scan faster than that. HNSW (M=16, "
         f"ef_construction=200, ef growing with the gallery: see `index.ef_search`) returns "
         f"{r['search'][0]['candidates'] if r['search'] else ''} candidates, re-ranked with "
-        "exact vectors; recall@1 is against exact search.",
+        "exact vectors; recall@1 is against exact search. Each probe's latency is its fastest "
+        f"of {SEARCH_REPEATS} passes over the probe set (a single pass on a shared machine puts "
+        "scheduler pauses into the p99).",
         "",
         "Brute force reads the whole gallery per query, so its time grows with the gallery "
         "and is set by memory bandwidth (the *brute read* column: gallery bytes over the p50); "
