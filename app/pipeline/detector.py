@@ -157,12 +157,10 @@ class FaceDetector:
         Call it on the faces about to be embedded: it costs one detector run each.
         """
         h, w = rgb.shape[:2]
-        bx, by, bw, bh = det.raw_box if det.raw_box[3] > 0 else det.box
-        if bh >= REFINE_BELOW * max(w, h):
+        box = det.raw_box if det.raw_box[3] > 0 else det.box
+        if box[3] >= REFINE_BELOW * max(w, h):
             return det
-        side = min(w, h, max(32, round(bh * REFINE_REGION_PER_FACE)))
-        x0 = int(min(max(0.0, bx + bw / 2 - side / 2), w - side))
-        y0 = int(min(max(0.0, by + bh / 2 - side / 2), h - side))
+        x0, y0, side = square_around(box, max(32, round(box[3] * REFINE_REGION_PER_FACE)), w, h)
         again = [d for d in self._run(rgb[y0:y0 + side, x0:x0 + side], x0, y0, w, h)
                  if iou(d.box, det.box) > 0.3]
         return max(again, key=lambda d: iou(d.box, det.box)) if again else det
@@ -293,6 +291,16 @@ def _starts(length: int, side: int, stride: int) -> list[int]:
         return [0]
     n = math.ceil((length - side) / stride) + 1
     return [min(i * stride, length - side) for i in range(n)]
+
+
+def square_around(box: tuple[float, float, float, float], side: int, width: int,
+                  height: int) -> Region:
+    """A square region of about *side* centred on *box*, moved (and shrunk) into the frame."""
+    x, y, w, h = box
+    side = min(width, height, side)
+    x0 = int(min(max(0.0, x + w / 2 - side / 2), width - side))
+    y0 = int(min(max(0.0, y + h / 2 - side / 2), height - side))
+    return x0, y0, side
 
 
 def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:

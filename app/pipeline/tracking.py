@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from app.pipeline.detector import TILE_PER_FACE, Region, TilePlan, iou
+from app.pipeline.detector import TILE_PER_FACE, Region, TilePlan, iou, square_around
 from app.pipeline.index import Match
 from app.pipeline.types import Detection
 
@@ -111,14 +111,11 @@ class FaceTracker:
         out = []
         long_side = max(width, height)
         for t in self.tracks:
-            x, y, w, h = t.det.raw_box
+            h = t.det.raw_box[3]
             if h >= WHOLE_FRAME_MIN_FACE * long_side:
                 continue
-            side = min(width, height, max(128, round(h * TILE_PER_FACE * 0.8)))
-            cx, cy = x + w / 2, y + h / 2
-            x0 = int(min(max(0, cx - side / 2), width - side))
-            y0 = int(min(max(0, cy - side / 2), height - side))
-            out.append((x0, y0, side))
+            out.append(square_around(t.det.raw_box, max(128, round(h * TILE_PER_FACE * 0.8)),
+                                     width, height))
         return out + self._plan.take(self.tiles_per_frame)
 
     # -- association ----------------------------------------------------------------
