@@ -170,9 +170,13 @@ def restore_backup(path: Path, db: Path, index: Path, passphrase: str | None = N
         dst = sqlite3.connect(db, timeout=BUSY_TIMEOUT_MS / 1000)
         try:
             src.backup(dst)
+            # The new generation is past both old ones, and no history reaches behind
+            # it: caches of either gallery reload in full instead of applying changes.
+            gen = str(max(incoming_gen, current_gen) + 1)
             with dst:
-                dst.execute("UPDATE meta SET value = ? WHERE key = 'generation'",
-                            (str(max(incoming_gen, current_gen) + 1),))
+                dst.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (gen,))
+                dst.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('history_from', ?)",
+                            (gen,))
             dst.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:
             raise BackupError(f"cannot write the face store {db}: {exc}") from None

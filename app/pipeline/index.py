@@ -30,7 +30,7 @@ import hnswlib
 import numpy as np
 
 from app.pipeline.models import sha256_of
-from app.pipeline.store import EMBEDDING_DIM, Gallery
+from app.pipeline.store import EMBEDDING_DIM, Gallery, GalleryDelta
 
 log = logging.getLogger(__name__)
 
@@ -224,49 +224,54 @@ class FaceIndex:
         log.info("built HNSW index over %d faces", len(self))
 
     # -- changes ----------------------------------------------------------------
-    def add(self, face_ids: np.ndarray, person_id: int, name: str, embeddings: np.ndarray,
-            generation: int) -> None:
-        """Add newly stored faces of one person (ids are larger than any present)."""
-        ids = np.asarray(face_ids, dtype=np.int64)
-        vecs = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1, EMBEDDING_DIM)
-        vecs = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
-        self._ids = np.concatenate([self._ids, ids])
-        self._pids = np.concatenate([self._pids, np.full(ids.size, person_id, dtype=np.int64)])
-        self._vecs = np.concatenate([self._vecs, vecs]) if len(self._vecs) else vecs
-        self._names[person_id] = name
+    def apply(self, delta: GalleryDelta) -> None:
+        """Catch up with the store: the faces added or moved, removed, and renamed people.
+
+        New faces go into the graph; a moved face only changes its person (the graph is
+        labelled by face id and its vector is unchanged). Removed faces are dropped; up
+        to `REBUILD_ON_DELETE_LIMIT` faces the graph is rebuilt without them, so no trace
+        of them stays in the graph file.
+        """
+        g = delta.faces
+        incoming = g.face_ids.astype(np.int64)
+        vecs = np.ascontiguousarray(g.embeddings, dtype=np.float32).reshape(-1, EMBEDDING_DIM)
+        known = np.isin(incoming, self._ids)
+        gone = np.isin(self._ids, delta.removed_faces)
+        keep = ~(gone | np.isin(self._ids, incoming))
+        self._ids = np.concatenate([self._ids[keep], incoming])
+        self._pids = np.concatenate([self._pids[keep], g.person_ids.astype(np.int64)])
+        self._vecs = np.concatenate([self._vecs[keep], vecs]) if len(vecs) else self._vecs[keep]
+        if self._ids.size > 1 and np.any(np.diff(self._ids) < 0):  # search needs ids in order
+            order = np.argsort(self._ids, kind="stable")
+            self._ids, self._pids, self._vecs = self._ids[order], self._pids[order], self._vecs[order]
+        self._vecs = np.ascontiguousarray(self._vecs)
+        for pid in delta.removed_people:
+            self._names.pop(pid, None)
+        self._names.update(g.names)
         self._recount()
-        if self._hnsw is not None:
-            need = self._hnsw_total + ids.size
+        self.generation = delta.generation
+        new = vecs[~known]
+        if gone.any():
+            self._hnsw_dirty = True
+            if len(self) <= REBUILD_ON_DELETE_LIMIT or self._hnsw is None:
+                self._build()
+                return
+            for label in delta.removed_faces:
+                try:
+                    self._hnsw.mark_deleted(int(label))
+                except RuntimeError:  # not in the graph (added and removed meanwhile)
+                    pass
+        if len(new) and self._hnsw is not None:
+            need = self._hnsw_total + len(new)
             if need > self._hnsw.get_max_elements():
                 self._hnsw.resize_index(max(need, 2 * self._hnsw.get_max_elements()))
-            self._hnsw.add_items(vecs, ids, num_threads=self.threads)
-            self._hnsw.set_ef(ef_search(len(self)))
+            self._hnsw.add_items(new, incoming[~known], num_threads=self.threads)
             self._hnsw_total = need
-        self.generation = generation
-        self._hnsw_dirty = True
-
-    def remove_person(self, person_id: int, generation: int) -> None:
-        """Forget a person and all their faces."""
-        keep = self._pids != person_id
-        gone = self._ids[~keep]
-        self._ids, self._pids, self._vecs = self._ids[keep], self._pids[keep], self._vecs[keep]
-        self._names.pop(person_id, None)
-        self._recount()
-        self.generation = generation
-        self._hnsw_dirty = True
-        if len(self) <= REBUILD_ON_DELETE_LIMIT:
-            # hnswlib only marks deleted vectors; they would stay in the graph file. A
-            # rebuild is cheap at this size and leaves no trace of the person on disk.
-            self._build()
-        elif self._hnsw is not None:
-            for label in gone:
-                self._hnsw.mark_deleted(int(label))
-
-    def rename(self, person_id: int, name: str, generation: int) -> None:
-        """Change a person's display name."""
-        self._names[person_id] = name
-        self.generation = generation
-        self._meta_dirty = True
+            self._hnsw_dirty = True
+        if self._hnsw is not None:
+            self._hnsw.set_ef(ef_search(len(self)))
+        if not self._hnsw_dirty:
+            self._meta_dirty = True  # only names or people changed: rewrite the metadata
 
     def flush(self) -> None:
         """Save what changed since the last save."""

@@ -14,11 +14,11 @@ import numpy as np
 from app.config import Paths, Settings
 from app.pipeline.align import align_face, thumbnail_jpeg
 from app.pipeline.detector import REFINE_BELOW, FaceDetector, TilePlan, merge_detections
-from app.pipeline.embedder import FaceEmbedder
+from app.pipeline.embedder import EMBEDDING_VERSION, FaceEmbedder
 from app.pipeline.errors import NoFaceError, PersonError
 from app.pipeline.imageio import display_name, load_image
 from app.pipeline.index import FaceIndex
-from app.pipeline.store import FaceStore, NewFace, Person, normalize_name
+from app.pipeline.store import FaceInfo, FaceStore, NewFace, Person, normalize_name
 from app.pipeline.tracking import FaceTracker
 from app.pipeline.types import Detection, FaceResult, FrameResult
 
@@ -241,7 +241,8 @@ class Recognizer:
         crops, emb = self.embed_detections(rgb, [det])
         if check_quality and sharpness(crops[0]) < MIN_ENROLL_SHARPNESS:
             raise NoFaceError("face too blurred: hold still")
-        return EnrollFace(NewFace(emb[0], thumbnail_jpeg(crops[0]), source), crops[0], det)
+        return EnrollFace(NewFace(emb[0], thumbnail_jpeg(crops[0]), source, EMBEDDING_VERSION),
+                          crops[0], det)
 
     def enroll_file(self, path: str | Path) -> EnrollFace:
         """Read an image file and prepare its largest face (see `enroll_face`).
@@ -257,14 +258,6 @@ class Recognizer:
         except NoFaceError as exc:
             raise NoFaceError(f"{display_name(path)}: {exc}") from None
 
-    def _sync_index(self, expected_generation: int) -> bool:
-        """True if the index is exactly one change behind the store (ours)."""
-        if self.store.generation == expected_generation and self.index.generation == expected_generation - 1:
-            return True
-        log.info("store changed outside this process; reloading the index")
-        self.reload()
-        return False
-
     def enroll(self, name: str, faces: Sequence[NewFace], *, new_person: bool = False) -> Person:
         """Store faces for a person in one transaction and make them searchable at once.
 
@@ -273,40 +266,49 @@ class Recognizer:
         new_person : bool
             Refuse if *name* is already enrolled (adding to someone is explicit).
         """
-        gen0 = self.store.generation
-        pid, ids = self.store.add_faces(name, faces, must_be_new=new_person)
-        person = self.store.person(name)
-        assert person is not None
-        if self._sync_index(gen0 + 1):
-            self.index.add(np.array(ids), pid, person.name,
-                           np.stack([f.embedding for f in faces]), gen0 + 1)
-            self.index.flush()
-        return person
+        pid, _ = self.store.add_faces(name, faces, must_be_new=new_person)
+        return self._changed(pid)
 
     def enroll_many(self, batches: Sequence[tuple[str, Sequence[NewFace]]]) -> None:
         """Store faces for several people in one transaction (a folder import)."""
         self.store.add_many(batches)
-        self.reload()
+        self.refresh()
 
     def rename(self, old: str, new: str) -> Person:
         """Rename a person; recognition uses the new name immediately."""
-        gen0 = self.store.generation
-        person = self.store.rename(old, new)
-        if self._sync_index(gen0 + 1):
-            self.index.rename(person.id, person.name, gen0 + 1)
-            self.index.flush()
-        return person
+        return self._changed(self.store.rename(old, new).id)
 
     def remove(self, name: str) -> Person:
         """Delete a person and all their faces from the store and the index."""
         person = self.store.person(name)
         if person is None:
             raise PersonError(f"no person named {normalize_name(name)!r}")
-        gen0 = self.store.generation
         self.store.remove(name)
-        if self._sync_index(gen0 + 1):
-            self.index.remove_person(person.id, gen0 + 1)
-            self.index.flush()
+        self.refresh()
+        return person
+
+    def faces_of(self, name: str) -> list[FaceInfo]:
+        """A person's stored faces, oldest first."""
+        person = self.store.person(name)
+        if person is None:
+            raise PersonError(f"no person named {normalize_name(name)!r}")
+        return self.store.faces_of(person.id)
+
+    def remove_faces(self, face_ids: Sequence[int]) -> None:
+        """Delete single faces from the store and the index (the person stays)."""
+        self.store.remove_faces(face_ids)
+        self.refresh()
+
+    def move_faces(self, face_ids: Sequence[int], to_name: str, *, create: bool = True) -> Person:
+        """Give faces to another person (created if missing and *create*)."""
+        return self._changed(self.store.move_faces(face_ids, to_name, create=create).id)
+
+    def _changed(self, person_id: int) -> Person:
+        """After a change: bring the index up to date and return the person as stored."""
+        self.refresh()
+        person = self.store.person_by_id(person_id)
+        if person is None:  # removed by another process in between
+            raise PersonError("that person was removed meanwhile")
         return person
 
     def people(self) -> list[Person]:
@@ -314,13 +316,23 @@ class Recognizer:
         return self.store.people()
 
     def reload(self) -> None:
-        """Rebuild the in-memory index from the store (after changes by another process)."""
+        """Rebuild the in-memory index from the whole store."""
         self.index = FaceIndex(self.store.gallery(), self.index.path, self.settings.search,
                                self.embedder.threads)
 
     def refresh(self) -> bool:
-        """Reload if another process changed the store; True if it did."""
-        if self.store.generation != self.index.generation:
+        """Catch up with every change to the store since the index's generation.
+
+        Changes made here and by other processes (the CLI, another window) take the same
+        path: only what changed is read and applied. True if anything changed.
+        """
+        if self.store.generation == self.index.generation:
+            return False
+        delta = self.store.changes_since(self.index.generation)
+        if delta is None:
+            log.info("the store's history does not reach the index; reloading it")
             self.reload()
-            return True
-        return False
+        else:
+            self.index.apply(delta)
+            self.index.flush()
+        return True

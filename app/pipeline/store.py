@@ -1,7 +1,13 @@
 """The face store: one SQLite file, the source of truth for people and their faces.
 
-The HNSW index is derived from it and can always be rebuilt. Every change bumps a
-*generation* counter in the same transaction, so the index can tell it is stale.
+The HNSW index is derived from it and can always be rebuilt. Every change to the gallery
+bumps a *generation* counter in the same transaction, so the index can tell it is stale,
+and stamps the rows it touched with that generation (removals leave a tombstone), so a
+cache can catch up with only what changed since its own generation (`changes_since`).
+
+The store also keeps the recognition log (`sightings`): one row per appearance of a
+person, or per track of a stranger. Log writes do not bump the generation (they do not
+change who can be recognised); removing a person removes their log rows.
 
 Privacy: ``secure_delete`` makes SQLite overwrite deleted rows with zeros, and the WAL
 is checkpointed after deletes so removed embeddings and thumbnails do not linger.
@@ -25,7 +31,7 @@ from app.pipeline.errors import PersonError, StoreBusyError, StoreError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 EMBEDDING_DIM = 512
 MAX_NAME_LENGTH = 64
 #: How long a write waits for another process to finish its own (FACEREC_LOCK_TIMEOUT_MS).
@@ -54,8 +60,41 @@ CREATE TABLE meta (
 INSERT INTO meta(key, value) VALUES ('generation', '0');
 """
 
+# Version 2: per-row change stamps and tombstones (incremental sync of caches), the
+# embedding version of each face, and the recognition log. Rows from version 1 keep
+# stamp 0; `history_from` says that changes before the upgrade cannot be replayed.
+_SCHEMA_V2 = """
+ALTER TABLE people ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE faces ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE faces ADD COLUMN embedder TEXT NOT NULL DEFAULT '';
+CREATE INDEX people_changed ON people(changed);
+CREATE INDEX faces_changed ON faces(changed);
+CREATE TABLE removed (
+    kind       TEXT NOT NULL,     -- 'face' or 'person'
+    id         INTEGER NOT NULL,
+    generation INTEGER NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+CREATE INDEX removed_generation ON removed(generation);
+CREATE TABLE sightings (
+    id         TEXT PRIMARY KEY,  -- made by the writer, so writing a row twice is harmless
+    person_id  INTEGER REFERENCES people(id) ON DELETE CASCADE,  -- NULL: a stranger
+    started    REAL NOT NULL,
+    last_seen  REAL NOT NULL,
+    frames     INTEGER NOT NULL,
+    similarity REAL NOT NULL,     -- best score of the appearance
+    source     TEXT NOT NULL DEFAULT '',
+    track      INTEGER,
+    station    TEXT NOT NULL DEFAULT ''  -- which workstation saw it
+);
+CREATE INDEX sightings_started ON sightings(started);
+CREATE INDEX sightings_person ON sightings(person_id);
+INSERT OR REPLACE INTO meta(key, value)
+    SELECT 'history_from', value FROM meta WHERE key = 'generation';
+"""
+
 # Steps from version N-1 to N; the store upgrades itself one step at a time.
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 
 
 @dataclass(frozen=True)
@@ -70,11 +109,68 @@ class Person:
 
 @dataclass(frozen=True)
 class NewFace:
-    """A face to add: its embedding, a small JPEG thumbnail and where it came from."""
+    """A face to add: its embedding, a small JPEG thumbnail and where it came from.
+
+    ``embedder`` names the pipeline that made the embedding (model and crop), so faces
+    made by an older pipeline can be found and re-enrolled.
+    """
 
     embedding: np.ndarray
     thumbnail: bytes | None = None
     source: str = ""
+    embedder: str = ""
+
+
+@dataclass(frozen=True)
+class FaceInfo:
+    """One stored face, without its embedding (for lists and management)."""
+
+    id: int
+    person_id: int
+    thumbnail: bytes | None
+    source: str
+    created: float
+    embedder: str
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """One row of the recognition log: an appearance of a person, or a stranger's track.
+
+    Attributes
+    ----------
+    id : str
+        Chosen by the writer (a UUID); writing the same row again updates it, so a log
+        that is flushed repeatedly, or replayed after a failure, never duplicates rows.
+    person_id : int or None
+        Who was seen; None for a stranger.
+    started, last_seen : float
+        Wall-clock times (seconds since the epoch) of the first and last sighting.
+    frames : int
+        Frames in which the face was seen.
+    similarity : float
+        The best score of the appearance.
+    source : str
+        The camera or file.
+    track : int or None
+        The tracker's id for the face, if any.
+    station : str
+        The workstation that saw it.
+    name : str or None
+        The person's *current* name when read back (None for a stranger); ignored when
+        writing.
+    """
+
+    id: str
+    person_id: int | None
+    started: float
+    last_seen: float
+    frames: int
+    similarity: float
+    source: str = ""
+    track: int | None = None
+    station: str = ""
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +182,27 @@ class Gallery:
     embeddings: np.ndarray  # (n, EMBEDDING_DIM) float32, L2-normalised
     names: dict[int, str]  # person id -> name
     generation: int
+
+
+@dataclass(frozen=True)
+class GalleryDelta:
+    """What changed in the gallery after a given generation, up to `generation`.
+
+    ``faces`` holds every face added *or moved to another person* since then (with its
+    current person); a cache upserts them, drops ``removed_faces``, renames the people
+    in ``faces.names`` and forgets ``removed_people``.
+    """
+
+    faces: Gallery
+    removed_faces: np.ndarray  # (k,) int64
+    removed_people: list[int]
+    generation: int
+
+    @property
+    def empty(self) -> bool:
+        """True if nothing changed."""
+        return (not self.faces.face_ids.size and not self.removed_faces.size
+                and not self.removed_people and not self.faces.names)
 
 
 def name_key(name: str) -> str:
@@ -225,18 +342,23 @@ class FaceStore:
         self.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction that also bumps the generation; all or nothing."""
+    def _write(self, *, bump: bool = True) -> Iterator[tuple[sqlite3.Connection, int]]:
+        """One write transaction; all or nothing.
+
+        Yields the connection and the generation this change will have: rows it
+        touches are stamped with it. With *bump* (every change to the gallery) the
+        store's generation moves to it on commit; log writes pass ``bump=False``.
+        """
         con = self._con
         try:
             con.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             raise StoreBusyError(self._explain(exc)) from None
         try:
-            yield con
-            con.execute(
-                "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
-            )
+            gen = int(con.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]) + 1
+            yield con, gen
+            if bump:
+                con.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(gen),))
             con.execute("COMMIT")
         except BaseException as exc:
             if con.in_transaction:  # a failed COMMIT may already have rolled back
@@ -254,24 +376,26 @@ class FaceStore:
     # -- queries ----------------------------------------------------------------
     @property
     def generation(self) -> int:
-        """Counter bumped by every committed change."""
+        """Counter bumped by every committed change to the gallery."""
         return int(self._read("SELECT value FROM meta WHERE key = 'generation'")[0][0])
+
+    _PERSON_SQL = ("SELECT p.id, p.name, count(f.id), p.created FROM people p "
+                   "LEFT JOIN faces f ON f.person_id = p.id ")
 
     def people(self) -> list[Person]:
         """Every person, by name, with their number of faces."""
-        rows = self._read(
-            "SELECT p.id, p.name, count(f.id), p.created FROM people p "
-            "LEFT JOIN faces f ON f.person_id = p.id GROUP BY p.id ORDER BY p.key"
-        )
+        rows = self._read(self._PERSON_SQL + "GROUP BY p.id ORDER BY p.key")
         return [Person(int(i), n, int(c), float(t)) for i, n, c, t in rows]
 
     def person(self, name: str) -> Person | None:
         """The person called *name* (case-insensitive), or None."""
-        rows = self._read(
-            "SELECT p.id, p.name, count(f.id), p.created FROM people p "
-            "LEFT JOIN faces f ON f.person_id = p.id WHERE p.key = ? GROUP BY p.id",
-            (name_key(normalize_name(name)),),
-        )
+        rows = self._read(self._PERSON_SQL + "WHERE p.key = ? GROUP BY p.id",
+                          (name_key(normalize_name(name)),))
+        return Person(int(rows[0][0]), rows[0][1], int(rows[0][2]), float(rows[0][3])) if rows else None
+
+    def person_by_id(self, person_id: int) -> Person | None:
+        """The person with this id, or None (e.g. removed meanwhile)."""
+        rows = self._read(self._PERSON_SQL + "WHERE p.id = ? GROUP BY p.id", (int(person_id),))
         return Person(int(rows[0][0]), rows[0][1], int(rows[0][2]), float(rows[0][3])) if rows else None
 
     def face_count(self) -> int:
@@ -287,27 +411,78 @@ class FaceStore:
         )
         return bytes(rows[0][0]) if rows else None
 
-    def faces_of(self, person_id: int) -> list[tuple[int, bytes | None, str, float]]:
-        """(face id, thumbnail, source, created) for each of a person's faces."""
-        rows = self._read(
-            "SELECT id, thumbnail, source, created FROM faces WHERE person_id = ? ORDER BY id",
-            (person_id,),
-        )
-        return [(int(i), bytes(t) if t is not None else None, s, float(c)) for i, t, s, c in rows]
+    _FACE_SQL = "SELECT id, person_id, thumbnail, source, created, embedder FROM faces "
+
+    @staticmethod
+    def _face_info(row: tuple) -> FaceInfo:  # type: ignore[type-arg]
+        i, p, t, s, c, e = row
+        return FaceInfo(int(i), int(p), bytes(t) if t is not None else None, s, float(c), e)
+
+    def faces_of(self, person_id: int) -> list[FaceInfo]:
+        """Each of a person's faces, oldest first."""
+        rows = self._read(self._FACE_SQL + "WHERE person_id = ? ORDER BY id", (int(person_id),))
+        return [self._face_info(r) for r in rows]
+
+    def face(self, face_id: int) -> FaceInfo | None:
+        """One face by id, or None."""
+        rows = self._read(self._FACE_SQL + "WHERE id = ?", (int(face_id),))
+        return self._face_info(rows[0]) if rows else None
+
+    def embedder_counts(self) -> dict[str, int]:
+        """How many faces each embedding pipeline made ('' for faces from before v2)."""
+        return {e: int(n) for e, n in self._read("SELECT embedder, count(*) FROM faces GROUP BY embedder")}
 
     def gallery(self) -> Gallery:
         """Every embedding with its face and person ids, read in one consistent snapshot."""
+        with self._snapshot() as con:
+            gen = int(con.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
+            names = {int(i): n for i, n in con.execute("SELECT id, name FROM people")}
+            rows = con.execute("SELECT id, person_id, embedding FROM faces ORDER BY id").fetchall()
+        return self._gallery(rows, names, gen)
+
+    def changes_since(self, generation: int) -> GalleryDelta | None:
+        """What changed after *generation*, or None if that history is not kept.
+
+        None means the caller must reload the whole `gallery`: its generation is older
+        than the store's history (an upgraded or restored store) or newer than the store
+        (another store was put in its place).
+        """
+        with self._snapshot() as con:
+            meta = dict(con.execute("SELECT key, value FROM meta"))
+            gen, since = int(meta["generation"]), int(meta.get("history_from", 0))
+            if generation < since or generation > gen:
+                return None
+            names = {int(i): n for i, n in con.execute(
+                "SELECT id, name FROM people WHERE changed > ?", (generation,))}
+            rows = con.execute("SELECT id, person_id, embedding FROM faces WHERE changed > ? "
+                               "ORDER BY id", (generation,)).fetchall()
+            # A moved face's person may not have changed: name every person involved.
+            for (pid,) in con.execute(
+                    "SELECT DISTINCT p.id FROM faces f JOIN people p ON p.id = f.person_id "
+                    "WHERE f.changed > ?", (generation,)):
+                if int(pid) not in names:
+                    names[int(pid)] = con.execute("SELECT name FROM people WHERE id = ?",
+                                                  (pid,)).fetchone()[0]
+            gone = con.execute("SELECT kind, id FROM removed WHERE generation > ?",
+                               (generation,)).fetchall()
+        removed_faces = np.array([i for k, i in gone if k == "face"], dtype=np.int64)
+        removed_people = [int(i) for k, i in gone if k == "person"]
+        return GalleryDelta(self._gallery(rows, names, gen), removed_faces, removed_people, gen)
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every query inside sees the same state."""
         con = self._con
         try:
             con.execute("BEGIN")
             try:
-                gen = int(con.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
-                names = {int(i): n for i, n in con.execute("SELECT id, name FROM people")}
-                rows = con.execute("SELECT id, person_id, embedding FROM faces ORDER BY id").fetchall()
+                yield con
             finally:
                 con.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             raise StoreError(self._explain(exc)) from None
+
+    def _gallery(self, rows: list[tuple], names: dict[int, str], gen: int) -> Gallery:  # type: ignore[type-arg]
         n = len(rows)
         face_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
         person_ids = np.fromiter((r[1] for r in rows), dtype=np.int64, count=n)
@@ -345,82 +520,126 @@ class FaceStore:
         if not items:
             raise PersonError("no faces to add")
         blobs = [_embedding_blob(f.embedding) for f in items]
-        now = time.time()
-        with self._write() as con:
+        with self._write() as (con, gen):
             row = con.execute("SELECT id FROM people WHERE key = ?", (name_key(clean),)).fetchone()
             if row is not None and must_be_new:
                 raise PersonError(f"{clean!r} is already enrolled; add photos to them instead")
-            if row is None:
-                if not create:
-                    raise PersonError(f"no person named {clean!r}")
-                pid = _rowid(con.execute("INSERT INTO people(name, key, created) VALUES (?, ?, ?)",
-                                         (clean, name_key(clean), now)))
-            else:
-                pid = int(row[0])
-            ids = []
-            for f, blob in zip(items, blobs):
-                cur = con.execute(
-                    "INSERT INTO faces(person_id, embedding, thumbnail, source, created) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (pid, blob, f.thumbnail, f.source, now),
-                )
-                ids.append(_rowid(cur))
+            if row is None and not create:
+                raise PersonError(f"no person named {clean!r}")
+            pid = int(row[0]) if row is not None else self._new_person(con, clean, gen)
+            ids = self._insert_faces(con, pid, zip(items, blobs), gen)
         return pid, ids
 
     def add_many(self, batches: Sequence[tuple[str, Sequence[NewFace]]]) -> dict[str, list[int]]:
         """Add faces for several people in a single transaction (a folder import)."""
         out: dict[str, list[int]] = {}
-        prepared = [(normalize_name(n), [(_embedding_blob(f.embedding), f) for f in fs])
+        prepared = [(normalize_name(n), [(f, _embedding_blob(f.embedding)) for f in fs])
                     for n, fs in batches if fs]
-        now = time.time()
-        with self._write() as con:
+        with self._write() as (con, gen):
             for clean, faces in prepared:
                 row = con.execute("SELECT id FROM people WHERE key = ?",
                                   (name_key(clean),)).fetchone()
-                pid = int(row[0]) if row else _rowid(con.execute(
-                    "INSERT INTO people(name, key, created) VALUES (?, ?, ?)",
-                    (clean, name_key(clean), now)))
-                ids = out.setdefault(clean, [])
-                for blob, f in faces:
-                    ids.append(_rowid(con.execute(
-                        "INSERT INTO faces(person_id, embedding, thumbnail, source, created) "
-                        "VALUES (?, ?, ?, ?, ?)", (pid, blob, f.thumbnail, f.source, now))))
+                pid = int(row[0]) if row else self._new_person(con, clean, gen)
+                out.setdefault(clean, []).extend(self._insert_faces(con, pid, faces, gen))
         return out
+
+    @staticmethod
+    def _new_person(con: sqlite3.Connection, clean: str, gen: int) -> int:
+        return _rowid(con.execute(
+            "INSERT INTO people(name, key, created, changed) VALUES (?, ?, ?, ?)",
+            (clean, name_key(clean), time.time(), gen)))
+
+    @staticmethod
+    def _insert_faces(con: sqlite3.Connection, pid: int, faces: Iterable[tuple[NewFace, bytes]],
+                      gen: int) -> list[int]:
+        now = time.time()
+        return [_rowid(con.execute(
+            "INSERT INTO faces(person_id, embedding, thumbnail, source, created, changed, embedder) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", (pid, blob, f.thumbnail, f.source, now, gen, f.embedder)))
+            for f, blob in faces]
 
     def rename(self, old: str, new: str) -> Person:
         """Rename a person; the new name must not belong to someone else."""
         old_c, new_c = normalize_name(old), normalize_name(new)
-        with self._write() as con:
+        with self._write() as (con, gen):
             row = con.execute("SELECT id FROM people WHERE key = ?", (name_key(old_c),)).fetchone()
             if row is None:
                 raise PersonError(f"no person named {old_c!r}")
             clash = con.execute("SELECT id FROM people WHERE key = ?", (name_key(new_c),)).fetchone()
             if clash is not None and clash[0] != row[0]:
                 raise PersonError(f"{new_c!r} is already enrolled")
-            con.execute("UPDATE people SET name = ?, key = ? WHERE id = ?",
-                        (new_c, name_key(new_c), row[0]))
+            con.execute("UPDATE people SET name = ?, key = ?, changed = ? WHERE id = ?",
+                        (new_c, name_key(new_c), gen, row[0]))
         person = self.person(new_c)
         assert person is not None
         return person
 
     def remove(self, name: str) -> list[int]:
-        """Delete a person and all their faces; return the removed face ids."""
+        """Delete a person, all their faces and their log rows; return the removed face ids."""
         clean = normalize_name(name)
-        with self._write() as con:
+        with self._write() as (con, gen):
             row = con.execute("SELECT id FROM people WHERE key = ?", (name_key(clean),)).fetchone()
             if row is None:
                 raise PersonError(f"no person named {clean!r}")
             ids = [int(r[0]) for r in con.execute("SELECT id FROM faces WHERE person_id = ?", row)]
-            con.execute("DELETE FROM faces WHERE person_id = ?", row)
-            con.execute("DELETE FROM people WHERE id = ?", row)
+            self._delete_faces(con, ids, gen)
+            con.execute("DELETE FROM people WHERE id = ?", row)  # log rows go by cascade
+            con.execute("INSERT OR REPLACE INTO removed(kind, id, generation) VALUES ('person', ?, ?)",
+                        (row[0], gen))
         self._scrub()
         return ids
 
     def remove_faces(self, face_ids: Sequence[int]) -> None:
-        """Delete single faces (a person left with none stays, with zero faces)."""
-        with self._write() as con:
-            con.executemany("DELETE FROM faces WHERE id = ?", [(int(i),) for i in face_ids])
+        """Delete single faces (a person left with none stays, with zero faces).
+
+        Raises
+        ------
+        PersonError
+            If any of the faces does not exist (nothing is removed then).
+        """
+        ids = sorted({int(i) for i in face_ids})
+        with self._write() as (con, gen):
+            self._require_faces(con, ids)
+            self._delete_faces(con, ids, gen)
         self._scrub()
+
+    def move_faces(self, face_ids: Sequence[int], to_name: str, *, create: bool = True) -> Person:
+        """Give faces to another person (created if missing and *create*); one transaction.
+
+        Raises
+        ------
+        PersonError
+            If a face does not exist, or the person does not and *create* is False.
+        """
+        clean = normalize_name(to_name)
+        ids = sorted({int(i) for i in face_ids})
+        with self._write() as (con, gen):
+            self._require_faces(con, ids)
+            row = con.execute("SELECT id FROM people WHERE key = ?", (name_key(clean),)).fetchone()
+            if row is None and not create:
+                raise PersonError(f"no person named {clean!r}")
+            pid = int(row[0]) if row is not None else self._new_person(con, clean, gen)
+            con.executemany("UPDATE faces SET person_id = ?, changed = ? WHERE id = ?",
+                            [(pid, gen, i) for i in ids])
+        person = self.person_by_id(pid)
+        assert person is not None
+        return person
+
+    @staticmethod
+    def _require_faces(con: sqlite3.Connection, ids: Sequence[int]) -> None:
+        if not ids:
+            raise PersonError("no faces given")
+        found = {int(r[0]) for r in con.execute(
+            f"SELECT id FROM faces WHERE id IN ({','.join('?' * len(ids))})", ids)}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise PersonError(f"no face with id {', '.join(map(str, missing))}")
+
+    @staticmethod
+    def _delete_faces(con: sqlite3.Connection, ids: Sequence[int], gen: int) -> None:
+        con.executemany("DELETE FROM faces WHERE id = ?", [(i,) for i in ids])
+        con.executemany("INSERT OR REPLACE INTO removed(kind, id, generation) VALUES ('face', ?, ?)",
+                        [(i, gen) for i in ids])
 
     def _scrub(self) -> None:
         """Push deleted pages out of the WAL so no biometric bytes linger on disk."""
@@ -428,6 +647,53 @@ class FaceStore:
             self._con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.OperationalError as exc:  # another reader holds the WAL open
             log.debug("checkpoint after delete deferred: %s", exc)
+
+    # -- recognition log --------------------------------------------------------
+    def record_sightings(self, rows: Sequence[Sighting]) -> int:
+        """Insert or update log rows by id, in one transaction; return how many were written.
+
+        Updating keeps the widest span and the highest counts, so rows written again (a
+        retried flush) change nothing. A row of a person removed meanwhile is dropped:
+        their log goes with them.
+        """
+        if not rows:
+            return 0
+        with self._write(bump=False) as (con, _):
+            before = con.total_changes
+            con.executemany(
+                "INSERT INTO sightings(id, person_id, started, last_seen, frames, similarity, "
+                "source, track, station) "
+                "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 "
+                "WHERE ?2 IS NULL OR EXISTS (SELECT 1 FROM people WHERE id = ?2) "
+                "ON CONFLICT(id) DO UPDATE SET started = min(started, excluded.started), "
+                "last_seen = max(last_seen, excluded.last_seen), "
+                "frames = max(frames, excluded.frames), "
+                "similarity = max(similarity, excluded.similarity)",
+                [(r.id, r.person_id, float(r.started), float(r.last_seen), int(r.frames),
+                  float(r.similarity), r.source, r.track, r.station) for r in rows])
+            return con.total_changes - before
+
+    def sightings(self, limit: int = 1000, *, since: float | None = None) -> list[Sighting]:
+        """The newest log rows first (at most *limit*), optionally only those seen after *since*."""
+        rows = self._read(
+            "SELECT s.id, s.person_id, s.started, s.last_seen, s.frames, s.similarity, s.source, "
+            "s.track, s.station, p.name FROM sightings s LEFT JOIN people p ON p.id = s.person_id "
+            "WHERE s.last_seen >= ? ORDER BY s.started DESC, s.id LIMIT ?",
+            (float(since) if since is not None else float("-inf"), int(limit)))
+        return [Sighting(i, int(p) if p is not None else None, float(a), float(b), int(f), float(sim),
+                         src, int(t) if t is not None else None, st, n)
+                for i, p, a, b, f, sim, src, t, st, n in rows]
+
+    def clear_sightings(self, *, before: float | None = None) -> int:
+        """Delete log rows (all, or those last seen before *before*); return how many."""
+        with self._write(bump=False) as (con, _):
+            if before is None:
+                cur = con.execute("DELETE FROM sightings")
+            else:
+                cur = con.execute("DELETE FROM sightings WHERE last_seen < ?", (float(before),))
+            n = cur.rowcount
+        self._scrub()
+        return n
 
 
 def _rowid(cur: sqlite3.Cursor) -> int:

@@ -131,7 +131,8 @@ def test_deleting_a_person_leaves_no_recoverable_bytes(tmp_path: Path, capsys) -
     assert main(["--data-dir", str(data), "enroll", "Obama", str(FR / "obama.jpg")]) == 0
     with FaceStore(data / "faces.db") as store:
         eve = store.person("Eve")
-        (face_id, thumb, _, _), = store.faces_of(eve.id)
+        (face,) = store.faces_of(eve.id)
+        face_id, thumb = face.id, face.thumbnail
         g = store.gallery()
         embedding = g.embeddings[list(g.face_ids).index(face_id)].astype("<f4").tobytes()
     assert main(["--data-dir", str(data), "remove", "Eve"]) == 0
