@@ -51,3 +51,30 @@ def face_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_slideshow(path, [FR / "obama3.jpg", FR / "biden.jpg", DEEPFACE / "img3.jpg"],
                     frames_each=24, size=(640, 480), fps=12.0)
     return path
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL 18 + pgvector server for the session (see tests/pgserver.py)."""
+    from tests import pgserver
+
+    why = pgserver.available()
+    if why:
+        pytest.fail(f"cannot start the test PostgreSQL server: {why}")
+    server = pgserver.PgServer()
+    server.start()
+    # Every database made for a test starts with pgvector (its creation needs a superuser).
+    server.execute("CREATE EXTENSION vector", dbname="template1")
+    yield server
+    server.destroy()
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A fresh, empty database on the test server, as its superuser's URL."""
+    name = f"facerec_t{next(_databases)}"
+    pg_server.execute(f"CREATE DATABASE {name}")
+    return pg_server.url(name)

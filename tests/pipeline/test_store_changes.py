@@ -12,7 +12,15 @@ import pytest
 from app.pipeline.backup import restore_backup, write_backup
 from app.pipeline.errors import PersonError
 from app.pipeline.index import FaceIndex
-from app.pipeline.store import _MIGRATIONS, SCHEMA_VERSION, FaceStore, NewFace, Sighting
+from app.pipeline.store import (
+    _MIGRATIONS,
+    SCHEMA_VERSION,
+    FaceStore,
+    NewFace,
+    Sighting,
+    Store,
+    open_store,
+)
 
 
 def unit(v: np.ndarray) -> np.ndarray:
@@ -24,9 +32,13 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(11)
 
 
-@pytest.fixture
-def store(data_dir: Path) -> FaceStore:
-    s = FaceStore(data_dir / "faces.db")
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, data_dir: Path) -> Store:
+    """The same tests against both engines: their semantics must match (conformance)."""
+    if request.param == "sqlite":
+        s = open_store(data_dir / "faces.db")
+    else:
+        s = open_store(request.getfixturevalue("pg_url"))
     yield s
     s.close()
 
@@ -61,7 +73,7 @@ def test_a_version_1_store_is_upgraded_in_place(data_dir: Path, rng: np.random.G
     con.close()
 
 
-def test_changes_since_reports_exactly_what_changed(store: FaceStore, rng: np.random.Generator) -> None:
+def test_changes_since_reports_exactly_what_changed(store: Store, rng: np.random.Generator) -> None:
     ada, ada_faces = store.add_faces("Ada", faces(rng, 3))
     bob, bob_faces = store.add_faces("Bob", faces(rng, 2))
     g0 = store.generation
@@ -88,7 +100,7 @@ def test_changes_since_reports_exactly_what_changed(store: FaceStore, rng: np.ra
     assert store.changes_since(store.generation + 1) is None  # a cache from another store
 
 
-def test_per_face_remove_and_move_are_checked_and_atomic(store: FaceStore,
+def test_per_face_remove_and_move_are_checked_and_atomic(store: Store,
                                                          rng: np.random.Generator) -> None:
     ada, ids = store.add_faces("Ada", faces(rng, 2, "ada.jpg"))
     gen = store.generation
@@ -107,7 +119,7 @@ def test_per_face_remove_and_move_are_checked_and_atomic(store: FaceStore,
     assert store.face(ids[1]) is None
 
 
-def test_index_kept_in_sync_by_changes_equals_a_rebuilt_one(store: FaceStore,
+def test_index_kept_in_sync_by_changes_equals_a_rebuilt_one(store: Store,
                                                             rng: np.random.Generator) -> None:
     """Random adds, moves, removals and renames applied as deltas give exactly the index
     a fresh build from the store gives: same ids, people, names and matches."""
@@ -151,7 +163,7 @@ def sighting(person_id: int | None, started: float, **kw: object) -> Sighting:
     return Sighting(**base)  # type: ignore[arg-type]
 
 
-def test_the_recognition_log_is_idempotent_and_follows_people(store: FaceStore,
+def test_the_recognition_log_is_idempotent_and_follows_people(store: Store,
                                                               rng: np.random.Generator) -> None:
     ada, _ = store.add_faces("Ada", faces(rng, 1))
     bob, _ = store.add_faces("Bob", faces(rng, 1))
