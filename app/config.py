@@ -19,6 +19,8 @@ from app import APP_NAME
 log = logging.getLogger(__name__)
 
 ENV_HOME = "FACEREC_HOME"
+#: A shared gallery's URL (postgresql://...), used when --store is not given.
+ENV_STORE = "FACEREC_STORE"
 SETTINGS_VERSION = 1
 
 
@@ -99,6 +101,9 @@ class Settings:
         Requested camera resolution (the camera may pick the nearest it supports).
     threads : int
         Inference threads for the embedder; 0 picks the number of cores.
+    store : str
+        A shared gallery's URL (``postgresql://...``); empty for the local SQLite store.
+        ``--store`` and ``FACEREC_STORE`` take precedence.
     """
 
     match_threshold: float = DEFAULT_MATCH_THRESHOLD
@@ -107,6 +112,7 @@ class Settings:
     camera_width: int = 1280
     camera_height: int = 720
     threads: int = 0
+    store: str = ""
 
     def validated(self) -> Settings:
         """Return a copy with every field clamped to its legal range."""
@@ -118,6 +124,7 @@ class Settings:
         s.camera_width = min(max(int(s.camera_width), 160), 7680)
         s.camera_height = min(max(int(s.camera_height), 120), 4320)
         s.threads = min(max(int(s.threads), 0), 64)
+        s.store = str(s.store).strip()
         return s
 
     @classmethod
@@ -158,3 +165,13 @@ class Settings:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, path)
+
+
+def store_location(paths: Paths, settings: Settings | None = None,
+                   explicit: str | None = None) -> str | Path:
+    """Where the gallery is: ``--store``, else ``FACEREC_STORE``, else the settings, else
+    the SQLite file in the data directory."""
+    for candidate in (explicit, os.environ.get(ENV_STORE), settings.store if settings else None):
+        if candidate and str(candidate).strip():
+            return str(candidate).strip()
+    return paths.db

@@ -29,6 +29,7 @@ if not (DEEPFACE / "master.csv").is_file():  # pragma: no cover - a broken check
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never touch the real user data directory, whatever a test forgets."""
     monkeypatch.setenv("FACEREC_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("FACEREC_STORE", raising=False)
 
 
 @pytest.fixture

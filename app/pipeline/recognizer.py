@@ -11,14 +11,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.config import Paths, Settings
+from app.config import Paths, Settings, store_location
 from app.pipeline.align import align_face, thumbnail_jpeg
 from app.pipeline.detector import REFINE_BELOW, FaceDetector, TilePlan, merge_detections
 from app.pipeline.embedder import EMBEDDING_VERSION, FaceEmbedder
 from app.pipeline.errors import NoFaceError, PersonError
 from app.pipeline.imageio import display_name, load_image
 from app.pipeline.index import FaceIndex
-from app.pipeline.store import FaceInfo, FaceStore, NewFace, Person, normalize_name
+from app.pipeline.store import FaceInfo, NewFace, Person, Store, normalize_name, open_store
 from app.pipeline.tracking import FaceTracker
 from app.pipeline.types import Detection, FaceResult, FrameResult
 
@@ -55,6 +55,17 @@ def largest_face_embedding(detector: FaceDetector, embedder: FaceEmbedder,
     return vec
 
 
+def make_index(store: Store, path: Path | None, settings: Settings, threads: int) -> FaceIndex:
+    """The index for a store: a local HNSW index, or for a shared gallery above
+    `app.pipeline.shared.DB_SEARCH_ABOVE` faces, search in the database."""
+    if hasattr(store, "match_in_database"):
+        from app.pipeline.shared import DB_SEARCH_ABOVE, RemoteIndex
+
+        if store.mirror.face_count() > DB_SEARCH_ABOVE:  # type: ignore[attr-defined]
+            return RemoteIndex(store, threads)  # type: ignore[arg-type, return-value]
+    return FaceIndex(store.gallery(), path, settings.search, threads)
+
+
 class Recognizer:
     """Detect, align, embed and identify faces; enroll and manage people.
 
@@ -62,37 +73,48 @@ class Recognizer:
     main thread, or the GUI's pipeline worker).
     """
 
-    def __init__(self, detector: FaceDetector, embedder: FaceEmbedder, store: FaceStore,
-                 index: FaceIndex, settings: Settings, model_dir: Path | None = None) -> None:
+    def __init__(self, detector: FaceDetector, embedder: FaceEmbedder, store: Store,
+                 index: FaceIndex, settings: Settings, model_dir: Path | None = None,
+                 index_path: Path | None = None) -> None:
         self.model_dir = model_dir
         self.detector = detector
         self.embedder = embedder
         self.store = store
         self.index = index
         self.settings = settings
+        self.index_path = index_path if index_path is not None else index.path
 
     @classmethod
     def open(cls, paths: Paths, settings: Settings | None = None, *,
-             model_dir: Path | None = None) -> Recognizer:
-        """Load the models, open the store and load (or rebuild) the index."""
+             model_dir: Path | None = None, store: str | None = None) -> Recognizer:
+        """Load the models, open the store and load (or rebuild) the index.
+
+        Parameters
+        ----------
+        store : str, optional
+            A shared gallery's URL (``--store``); by default ``FACEREC_STORE``, the
+            settings, or the SQLite store in the data directory (`store_location`).
+        """
         settings = (settings or Settings.load(paths.settings)).validated()
         paths.ensure()
         t0 = time.perf_counter()
         detector = FaceDetector(settings.detection_confidence, model_dir)
-        store = None
+        opened: Store | None = None
         try:
             embedder = FaceEmbedder(settings.threads, model_dir=model_dir)
-            store = FaceStore(paths.db)
-            index = FaceIndex(store.gallery(), paths.index, settings.search, embedder.threads)
+            opened = open_store(store_location(paths, settings, store), cache_dir=paths.root)
+            # A shared gallery's cache has its own index file beside its mirror.
+            index_path = getattr(opened, "index_path", paths.index)
+            index = make_index(opened, index_path, settings, embedder.threads)
         except BaseException:
             detector.close()
-            if store is not None:
-                store.close()
+            if opened is not None:
+                opened.close()
             raise
-        log.info("recognizer ready in %.0f ms: %d people, %d faces, %d threads",
+        log.info("recognizer ready in %.0f ms: %d people, %d faces, %d threads, store %s",
                  (time.perf_counter() - t0) * 1000, index.people_count, len(index),
-                 embedder.threads)
-        return cls(detector, embedder, store, index, settings, model_dir)
+                 embedder.threads, opened.label)
+        return cls(detector, embedder, opened, index, settings, model_dir, index_path)
 
     def close(self) -> None:
         """Release the models and the store."""
@@ -317,8 +339,7 @@ class Recognizer:
 
     def reload(self) -> None:
         """Rebuild the in-memory index from the whole store."""
-        self.index = FaceIndex(self.store.gallery(), self.index.path, self.settings.search,
-                               self.embedder.threads)
+        self.index = make_index(self.store, self.index_path, self.settings, self.embedder.threads)
 
     def refresh(self) -> bool:
         """Catch up with every change to the store since the index's generation.

@@ -75,7 +75,7 @@ POLL_S = 1.0
 CONNECT_TIMEOUT_S = float(os.environ.get("FACEREC_STORE_TIMEOUT", "3"))
 #: Above this many faces a workstation searches in the database instead of holding an
 #: HNSW graph of its own (measured: see BENCHMARKS.md, "Shared gallery").
-DB_SEARCH_ABOVE = int(os.environ.get("FACEREC_DB_SEARCH_ABOVE", "200000"))
+DB_SEARCH_ABOVE = int(os.environ.get("FACEREC_DB_SEARCH_ABOVE", "100000"))
 
 
 def cache_key(url: str) -> str:
@@ -176,6 +176,7 @@ class _Syncer(threading.Thread):
                         self.wake.clear()
                         sync_once(pg, mirror, self.lock)
                         flush_log(pg, mirror, self.lock)
+                        self.status.online()  # the heartbeat: it answers
                         next_poll = time.monotonic() + POLL_S
                     for _ in pg._conn.notifies(timeout=0.2, stop_after=1):
                         next_poll = 0.0  # a change was committed: fetch it now
@@ -191,6 +192,9 @@ class _Syncer(threading.Thread):
         finally:
             _drop(pg)
             mirror.close()
+
+
+_OFFLINE = object()  # what `SharedStore._on_database` returns when the database is away
 
 
 def _drop(pg: PostgresStore | None) -> None:
@@ -211,8 +215,8 @@ class SharedStore(Store):
     data_dir : Path
         This workstation's data directory: the mirror lives in ``data_dir/shared``.
     background : bool
-        Keep the mirror current from a background thread (the CLI and the window do);
-        without it, `sync` does it on request.
+        Sync the mirror now and keep it current from a background thread (recognition
+        needs it); without it, nothing is synced until `sync` is called.
 
     Raises
     ------
@@ -233,6 +237,7 @@ class SharedStore(Store):
         self._lock = threading.Lock()
         self._pg: PostgresStore | None = None
         self._last_attempt = 0.0
+        self.left_queued = 0  # log rows still queued when the store was closed
         self.mirror = SqliteStore(self.mirror_path)
         try:
             self._pg = PostgresStore(url, timeout=CONNECT_TIMEOUT_S)
@@ -246,9 +251,9 @@ class SharedStore(Store):
             self.mirror.close()
             raise
         self._remember_role()
-        if self._pg is not None:
-            self.sync()
         self._syncer: _Syncer | None = None
+        if self._pg is not None and background:
+            self.sync()
         if background:
             self._syncer = _Syncer(self)
             self._syncer.start()
@@ -294,21 +299,34 @@ class SharedStore(Store):
         return StoreOfflineError(f"the shared gallery {self.label} is offline since {when}: "
                                  f"{what} waits until it is back (nothing was saved)")
 
+    def _on_database(self, fn: Callable[[PostgresStore], Any], *, now: bool = False) -> Any:
+        """``fn(connection)`` if the database answers, else `_OFFLINE`.
+
+        A connection from before a server restart fails once although the database is
+        back, so a failure is tried again, once, on a fresh connection.
+        """
+        pg = self._online(now=now)
+        if pg is None:
+            return _OFFLINE
+        try:
+            return fn(pg)
+        except StoreOfflineError:
+            self._pg = _drop(pg)
+        pg = self._online(now=True)
+        if pg is None:
+            return _OFFLINE
+        try:
+            return fn(pg)
+        except StoreOfflineError as exc:
+            self._pg = _drop(pg)
+            self._status.offline(str(exc))
+            return _OFFLINE
+
     def _call(self, what: str, fn: Callable[[PostgresStore], Any]) -> Any:
         """Run a change on the database, then bring the mirror up to it."""
-        pg = self._online()
-        if pg is None:
+        out = self._on_database(fn)
+        if out is _OFFLINE:
             raise self._offline_error(what)
-        try:
-            out = fn(pg)
-        except StoreOfflineError as exc:
-            # A connection from before a server restart fails once; a fresh one may not.
-            self._pg = _drop(pg)
-            pg = self._online(now=True)
-            if pg is None:
-                self._status.offline(str(exc))
-                raise self._offline_error(what) from None
-            out = fn(pg)
         try:
             self.sync()
         except StoreOfflineError:
@@ -317,50 +335,37 @@ class SharedStore(Store):
 
     def _query(self, fn: Callable[[Store], Any]) -> Any:
         """A read: from the database while it answers (thumbnails too), else the mirror."""
-        pg = self._online()
-        if pg is not None:
-            try:
-                return fn(pg)
-            except StoreOfflineError as exc:
-                self._pg = _drop(pg)
-                self._status.offline(str(exc))
-        return fn(self.mirror)
+        out = self._on_database(fn)
+        return fn(self.mirror) if out is _OFFLINE else out
 
     def sync(self) -> bool:
         """Bring the mirror up to the database now (and send queued log rows)."""
-        pg = self._online()
-        if pg is None:
-            raise self._offline_error("syncing")
-        try:
+        def both(pg: PostgresStore) -> bool:
             changed = sync_once(pg, self.mirror, self._lock)
             flush_log(pg, self.mirror, self._lock)
-        except StoreOfflineError as exc:
-            self._pg = _drop(pg)
-            self._status.offline(str(exc))
-            raise
-        return changed
+            return changed
+
+        out = self._on_database(both)
+        if out is _OFFLINE:
+            raise self._offline_error("syncing")
+        return bool(out)
 
     def close(self) -> None:
         """Stop syncing, send what the log still holds if the database answers, close."""
+        if self.mirror._con is None:
+            return
         syncer, self._syncer = getattr(self, "_syncer", None), None
         if syncer is not None:
             syncer.stop.set()
             syncer.join(timeout=CONNECT_TIMEOUT_S + 2)
-        pg = self._pg if self._status.offline_since is None else None
-        if pg is None and self.mirror.mirror_unsent():
+        if self.mirror.mirror_unsent():
             try:
-                pg = PostgresStore(self.url, timeout=CONNECT_TIMEOUT_S, migrate=False)
-                self._pg = pg
-            except StoreError:
-                pg = None
-        if pg is not None:
-            try:
-                sent = flush_log(pg, self.mirror, self._lock)
-                if sent:
+                sent = self._on_database(lambda pg: flush_log(pg, self.mirror, self._lock), now=True)
+                if sent is not _OFFLINE and sent:
                     log.info("sent %d queued log rows to %s", sent, self.label)
             except StoreError as exc:
                 log.warning("log rows stay queued in %s: %s", self.mirror_path, exc)
-        left = len(self.mirror.mirror_unsent())
+        self.left_queued = left = len(self.mirror.mirror_unsent())
         if left:
             log.warning("%d log rows wait in %s for the shared gallery", left, self.mirror_path)
         _drop(self._pg)
@@ -451,10 +456,11 @@ class SharedStore(Store):
         return out
 
     def dump(self) -> GalleryDump:  # noqa: D102 - as Store
-        pg = self._online()
-        if pg is None:
+        out = self._on_database(lambda pg: pg.dump())
+        if out is _OFFLINE:
             raise self._offline_error("copying the gallery")
-        return pg.dump()
+        dump: GalleryDump = out
+        return dump
 
     # -- the recognition log: queued here, sent by the sync thread --------------------------
     def record_sightings(self, rows: Sequence[Sighting]) -> int:
@@ -466,15 +472,12 @@ class SharedStore(Store):
 
     def sightings(self, limit: int = 1000, *, since: float | None = None) -> list[Sighting]:
         """The shared log while the database answers; this workstation's unsent rows if not."""
-        pg = self._online()
-        if pg is not None:
-            try:
-                flush_log(pg, self.mirror, self._lock)
-                return pg.sightings(limit, since=since)
-            except StoreOfflineError as exc:
-                self._pg = _drop(pg)
-                self._status.offline(str(exc))
-        return self.mirror.sightings(limit, since=since)
+        def shared(pg: PostgresStore) -> list[Sighting]:
+            flush_log(pg, self.mirror, self._lock)
+            return pg.sightings(limit, since=since)
+
+        out = self._on_database(shared)
+        return self.mirror.sightings(limit, since=since) if out is _OFFLINE else list(out)
 
     def clear_sightings(self, *, before: float | None = None) -> int:
         """Delete log rows in the shared log (and any still queued here)."""
@@ -484,15 +487,8 @@ class SharedStore(Store):
     # -- search in the database (galleries above DB_SEARCH_ABOVE) ---------------------------
     def match_in_database(self, queries: np.ndarray, names: dict[int, str]) -> list[Match] | None:
         """The per-person matches from the database's HNSW index; None while it is away."""
-        pg = self._online()
-        if pg is None:
-            return None
-        try:
-            return pg.match(queries, names)
-        except StoreOfflineError as exc:
-            self._pg = _drop(pg)
-            self._status.offline(str(exc))
-            return None
+        out = self._on_database(lambda pg: pg.match(queries, names))
+        return None if out is _OFFLINE else list(out)
 
 
 class RemoteIndex:

@@ -1003,6 +1003,17 @@ class SqliteStore(Store):
             removed_faces = [i for k, i in delta.removed if k == "face"]
             removed_people = [i for k, i in delta.removed if k == "person"]
             if delta.full:
+                # A reload (a restored or replaced database): an id may now be someone
+                # else. Log rows queued for a person whose name changed are dropped rather
+                # than sent under the wrong person.
+                old_keys = {int(i): k for i, k in con.execute("SELECT id, key FROM people").fetchall()}
+                renamed = [i for i, n, _ in delta.people if old_keys.get(i, name_key(n)) != name_key(n)]
+                if renamed:
+                    dropped = sum(con.execute("DELETE FROM sightings WHERE person_id = ?", (i,)).rowcount
+                                  for i in renamed)
+                    if dropped:
+                        log.warning("dropped %d queued log rows of people the reloaded gallery "
+                                    "names differently", dropped)
                 keep_p = {p[0] for p in delta.people}
                 keep_f = {f[0] for f in delta.faces}
                 removed_people += [int(i) for (i,) in con.execute("SELECT id FROM people").fetchall()
@@ -1025,12 +1036,18 @@ class SqliteStore(Store):
             con.executemany(
                 "INSERT INTO faces(id, person_id, embedding, source, created, changed, embedder) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
-                "person_id = excluded.person_id, changed = excluded.changed",
-                ((i, p, self._vec(unit_embedding(e)), s, c, gen, b) for i, p, e, s, c, b in delta.faces))
+                "person_id = excluded.person_id, changed = excluded.changed"
+                + (", embedding = excluded.embedding, source = excluded.source, "
+                   "created = excluded.created, embedder = excluded.embedder" if delta.full else ""),
+                # The shared store checked these vectors when they were written.
+                ((i, p, np.asarray(e, "<f4").tobytes(), s, c, gen, b) for i, p, e, s, c, b in delta.faces))
             con.executemany("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
                             "SET value = excluded.value",
                             [("mirror_upstream", str(delta.generation)),
-                             ("mirror_store_id", delta.store_id)])
+                             ("mirror_store_id", delta.store_id)]
+                            # After a reload, caches of this mirror reload too (ids may
+                            # have changed meaning): its history starts here.
+                            + ([("history_from", str(gen))] if delta.full else []))
         return bool(removed_faces or removed_people)
 
     def mirror_unsent(self) -> list[Sighting]:
@@ -1077,7 +1094,8 @@ def is_url(location: str | os.PathLike[str]) -> bool:
     return "://" in str(location)
 
 
-def open_store(location: str | os.PathLike[str], *, cache_dir: Path | None = None) -> Store:
+def open_store(location: str | os.PathLike[str], *, cache_dir: Path | None = None,
+               background: bool = True) -> Store:
     """Open the store at a path (SQLite) or a ``postgresql://`` URL.
 
     Parameters
@@ -1089,6 +1107,10 @@ def open_store(location: str | os.PathLike[str], *, cache_dir: Path | None = Non
         For a URL: a workstation's data directory. The store is then a `SharedStore`
         that keeps a local mirror there (recognition goes on while the database is
         away); without it, a direct connection.
+    background : bool
+        For a `SharedStore`: sync the mirror now and keep it current from a background
+        thread (recognition needs that); False for a short command that only reads or
+        changes people (reads then come from the database, or the mirror while it is away).
 
     Raises
     ------
@@ -1104,7 +1126,7 @@ def open_store(location: str | os.PathLike[str], *, cache_dir: Path | None = Non
     if cache_dir is not None:
         from app.pipeline.shared import SharedStore
 
-        return SharedStore(text, cache_dir)
+        return SharedStore(text, cache_dir, background=background)
     from app.pipeline.pgstore import PostgresStore
 
     return PostgresStore(text)
