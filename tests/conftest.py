@@ -79,3 +79,19 @@ def pg_url(pg_server) -> str:
     name = f"facerec_t{next(_databases)}"
     pg_server.execute(f"CREATE DATABASE {name}")
     return pg_server.url(name)
+
+
+@pytest.fixture
+def private_server():
+    """A server of the test's own, which it may stop and start; database "gallery" in it."""
+    from tests import pgserver
+
+    why = pgserver.available()
+    if why:
+        pytest.fail(f"cannot start the test PostgreSQL server: {why}")
+    server = pgserver.PgServer()
+    server.start()
+    server.execute("CREATE EXTENSION vector", dbname="template1")
+    server.execute("CREATE DATABASE gallery")
+    yield server
+    server.destroy()

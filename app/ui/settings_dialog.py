@@ -1,4 +1,5 @@
-"""The settings dialog: threshold, detection confidence, search, camera, threads."""
+"""The settings dialog: threshold, detection confidence, search, camera, threads, and the
+shared gallery (its own group)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QDoubleSpinBox,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -106,7 +109,38 @@ class SettingsDialog(QDialog):
             self.restore_defaults)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self._shared_gallery_group(s))
         layout.addWidget(buttons)
+
+    # -- the shared gallery -----------------------------------------------------------
+    def _shared_gallery_group(self, s: Settings) -> QGroupBox:
+        """Where the gallery lives: this computer, or a PostgreSQL database shared by many."""
+        from app.pipeline.pgstore import mask_url
+
+        box = QGroupBox("Shared gallery")
+        box.setObjectName("sharedGalleryGroup")
+        self.store_url = QLineEdit()
+        self.store_url.setObjectName("storeUrl")
+        self.store_url.setPlaceholderText("postgresql://user@host/facerec (empty: this computer only)")
+        # A password in the saved URL is never shown; left untouched, it is kept.
+        self._store_masked = mask_url(s.store) if s.store else ""
+        self.store_url.setText(self._store_masked)
+        self.store_url.setClearButtonEnabled(True)
+        note = QLabel("Every workstation with the same URL shares one gallery and one recognition "
+                      "log. Keep the password in ~/.pgpass or a service file, not here. Takes "
+                      "effect the next time facerec starts; --store and FACEREC_STORE override it.")
+        note.setWordWrap(True)
+        note.setStyleSheet("color: #6b7280;")
+        inner = QVBoxLayout(box)
+        inner.addWidget(self.store_url)
+        inner.addWidget(note)
+        return box
+
+    def _store_value(self) -> str:
+        text = self.store_url.text().strip()
+        if text and text == self._store_masked:
+            return self._original.store
+        return text
 
     def restore_defaults(self) -> None:
         """Put every field back to its default."""
@@ -128,4 +162,5 @@ class SettingsDialog(QDialog):
             camera_width=self.width_box.value(),
             camera_height=self.height_box.value(),
             threads=self.threads.value(),
+            store=self._store_value(),
         ).validated()

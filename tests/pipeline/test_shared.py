@@ -171,19 +171,6 @@ def biden_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture
-def private_server():
-    """A server of this test's own, which it may stop and start."""
-    from tests.pgserver import PgServer
-
-    server = PgServer()
-    server.start()
-    server.execute("CREATE EXTENSION vector", dbname="template1")
-    server.execute("CREATE DATABASE gallery")
-    yield server
-    server.destroy()
-
-
 # -- two workstations --------------------------------------------------------------------
 
 def test_enrolled_on_one_workstation_is_named_on_another(pg_url: str, tmp_path: Path,
