@@ -169,8 +169,11 @@ class Settings:
 
 def store_location(paths: Paths, settings: Settings | None = None,
                    explicit: str | None = None) -> str | Path:
-    """Where the gallery is: ``--store``, else ``FACEREC_STORE``, else the settings, else
-    the SQLite file in the data directory."""
+    """Where the gallery is.
+
+    ``--store`` (*explicit*), else ``FACEREC_STORE``, else the settings, else the SQLite
+    file in the data directory.
+    """
     for candidate in (explicit, os.environ.get(ENV_STORE), settings.store if settings else None):
         if candidate and str(candidate).strip():
             return str(candidate).strip()

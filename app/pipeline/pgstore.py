@@ -141,7 +141,7 @@ class StoreOfflineError(StoreError):
 
 
 class StoreReadOnlyError(StoreError):
-    """This workstation's database role may only recognise, not change people."""
+    """The workstation's database role may only recognise, not change people."""
 
 
 def mask_url(url: str) -> str:

@@ -56,8 +56,11 @@ def largest_face_embedding(detector: FaceDetector, embedder: FaceEmbedder,
 
 
 def make_index(store: Store, path: Path | None, settings: Settings, threads: int) -> FaceIndex:
-    """The index for a store: a local HNSW index, or for a shared gallery above
-    `app.pipeline.shared.DB_SEARCH_ABOVE` faces, search in the database."""
+    """The index for a store.
+
+    A local HNSW index, or for a shared gallery above `app.pipeline.shared.DB_SEARCH_ABOVE`
+    faces, search in the database (`app.pipeline.shared.RemoteIndex`).
+    """
     if hasattr(store, "match_in_database"):
         from app.pipeline.shared import DB_SEARCH_ABOVE, RemoteIndex
 

@@ -1,4 +1,4 @@
-"""A workstation's view of a shared gallery: PostgreSQL as the truth, a local mirror as cache.
+r"""A workstation's view of a shared gallery: PostgreSQL as the truth, a local mirror as cache.
 
 Design
 ------
@@ -10,7 +10,7 @@ only the mirror, exactly as it reads a local store, so everything built on the l
 store (the index catching up through `changes_since`, another process's changes showing
 up) works unchanged.
 
-A background thread (`_Syncer`) keeps the mirror current: it ``LISTEN``\\s on the
+A background thread (`_Syncer`) keeps the mirror current: it ``LISTEN``\s on the
 gallery's channel, so an enrollment anywhere reaches the mirror within milliseconds of
 its commit, and it also polls the generation every `POLL_S` seconds (a fallback when
 notifications are lost, e.g. behind a transaction-pooling proxy, and the heartbeat that
@@ -181,13 +181,15 @@ class _Syncer(threading.Thread):
                     for _ in pg._conn.notifies(timeout=0.2, stop_after=1):
                         next_poll = 0.0  # a change was committed: fetch it now
                 except StoreOfflineError as exc:
-                    pg = _drop(pg)
+                    _drop(pg)
+                    pg = None
                     self.status.offline(str(exc))
                 except StoreError as exc:  # e.g. a damaged row: say so, keep serving the mirror
                     log.warning("syncing the shared gallery failed: %s", exc)
                     self.stop.wait(POLL_S)
                 except Exception as exc:  # psycopg's own errors while waiting for notifications
-                    pg = _drop(pg)
+                    _drop(pg)
+                    pg = None
                     self.status.offline(f"{type(exc).__name__}: {exc}")
         finally:
             _drop(pg)
@@ -198,6 +200,7 @@ _OFFLINE = object()  # what `SharedStore._on_database` returns when the database
 
 
 def _drop(pg: PostgresStore | None) -> None:
+    """Close a connection that may already be dead; always returns None (to clear a slot)."""
     if pg is not None:
         try:
             pg.close()
@@ -272,7 +275,7 @@ class SharedStore(Store):
             self.can_enroll = self.mirror.mirror_meta().get("can_enroll", "0") == "1"
 
     def _online(self, *, now: bool = False) -> PostgresStore | None:
-        """This thread's connection if the database answers, reconnecting when due.
+        """The owner thread's connection if the database answers, reconnecting when due.
 
         While the sync thread knows the database is away this returns None at once (it
         reconnects in the background), so no frame waits on a connection timeout.
@@ -311,14 +314,16 @@ class SharedStore(Store):
         try:
             return fn(pg)
         except StoreOfflineError:
-            self._pg = _drop(pg)
+            _drop(pg)
+            self._pg = None
         pg = self._online(now=True)
         if pg is None:
             return _OFFLINE
         try:
             return fn(pg)
         except StoreOfflineError as exc:
-            self._pg = _drop(pg)
+            _drop(pg)
+            self._pg = None
             self._status.offline(str(exc))
             return _OFFLINE
 
@@ -425,14 +430,16 @@ class SharedStore(Store):
 
     # -- changes: the database, then the mirror --------------------------------------------
     def add_faces(self, name: str, faces: Iterable[NewFace], *, create: bool = True,
-                  must_be_new: bool = False) -> tuple[int, list[int]]:  # noqa: D102 - as Store
+                  must_be_new: bool = False) -> tuple[int, list[int]]:
+        """As `Store.add_faces`, in the shared gallery (refused while it is away)."""
         items = list(faces)
         out: tuple[int, list[int]] = self._call(
             "enrolling", lambda pg: pg.add_faces(name, items, create=create, must_be_new=must_be_new))
         return out
 
     def add_many(self, batches: Sequence[tuple[str, Sequence[NewFace]]]
-                 ) -> dict[str, list[int]]:  # noqa: D102 - as Store
+                 ) -> dict[str, list[int]]:
+        """As `Store.add_many`, in the shared gallery (refused while it is away)."""
         return dict(self._call("enrolling", lambda pg: pg.add_many(batches)))
 
     def rename(self, old: str, new: str) -> Person:  # noqa: D102 - as Store
@@ -446,7 +453,8 @@ class SharedStore(Store):
         self._call("removing faces", lambda pg: pg.remove_faces(face_ids))
 
     def move_faces(self, face_ids: Sequence[int], to_name: str, *,
-                   create: bool = True) -> Person:  # noqa: D102 - as Store
+                   create: bool = True) -> Person:
+        """As `Store.move_faces`, in the shared gallery (refused while it is away)."""
         out: Person = self._call("moving faces",
                                  lambda pg: pg.move_faces(face_ids, to_name, create=create))
         return out

@@ -772,10 +772,13 @@ def merge_into(target: Store, dump: GalleryDump) -> MergeReport:
         r = done.report
         mapped = []
         if dump.sightings:
-            ids = {pid: target.person(n) for pid, n, _ in dump.people}
-            mapped = [replace(s, person_id=ids[s.person_id].id if s.person_id is not None
-                              and ids.get(s.person_id) else None) for s in dump.sightings
-                      if s.person_id is None or ids.get(s.person_id)]
+            ids: dict[int, int] = {}
+            for pid, n, _ in dump.people:
+                found = target.person(n)
+                if found is not None:
+                    ids[pid] = found.id
+            mapped = [replace(s, person_id=ids[s.person_id] if s.person_id is not None else None)
+                      for s in dump.sightings if s.person_id is None or s.person_id in ids]
         copied = target.record_sightings(mapped) if mapped else 0
         return replace(r, sightings=copied)
 

@@ -1,5 +1,4 @@
-"""The settings dialog: threshold, detection confidence, search, camera, threads, and the
-shared gallery (its own group)."""
+"""The settings dialog: threshold, detection, search, camera, threads, shared gallery."""
 
 from __future__ import annotations
 
