@@ -54,9 +54,8 @@ def face_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def pg_server():
-    """A real PostgreSQL 18 + pgvector server for the session (see tests/pgserver.py)."""
+def _started_server(*databases: str):  # noqa: ANN202
+    """A started test server (tests/pgserver.py) whose new databases all have pgvector."""
     from tests import pgserver
 
     why = pgserver.available()
@@ -66,6 +65,15 @@ def pg_server():
     server.start()
     # Every database made for a test starts with pgvector (its creation needs a superuser).
     server.execute("CREATE EXTENSION vector", dbname="template1")
+    for name in databases:
+        server.execute(f"CREATE DATABASE {name}")
+    return server
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL 18 + pgvector server for the session (see tests/pgserver.py)."""
+    server = _started_server()
     yield server
     server.destroy()
 
@@ -84,14 +92,6 @@ def pg_url(pg_server) -> str:
 @pytest.fixture
 def private_server():
     """A server of the test's own, which it may stop and start; database "gallery" in it."""
-    from tests import pgserver
-
-    why = pgserver.available()
-    if why:
-        pytest.fail(f"cannot start the test PostgreSQL server: {why}")
-    server = pgserver.PgServer()
-    server.start()
-    server.execute("CREATE EXTENSION vector", dbname="template1")
-    server.execute("CREATE DATABASE gallery")
+    server = _started_server("gallery")
     yield server
     server.destroy()

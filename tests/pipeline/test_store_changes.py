@@ -243,3 +243,55 @@ def test_face_corrections_reach_another_recognizer_incrementally(data_dir: Path)
         b.refresh()
         assert [f.name for f in b.process(biden).faces] == [None]
         assert [(p.name, p.face_count) for p in b.people()] == [("Joe Biden", 0), ("Obama", 1)]
+
+
+def test_a_mirror_fed_raw_rows_holds_what_the_store_holds(store: Store, tmp_path: Path,
+                                                          rng: np.random.Generator) -> None:
+    """A workstation's mirror (SQLite) follows either engine through `rows_since` alone:
+    adds, moves, renames (also swapped names) and removals; an index following the mirror
+    matches a fresh one; a mirror of another store is reloaded whole."""
+    mirror = FaceStore(tmp_path / "mirror.db")
+    index = FaceIndex(mirror.gallery(), None, "exact")
+
+    def follow() -> None:
+        meta = mirror.mirror_meta()
+        mirror.mirror_apply(store.rows_since(int(meta.get("upstream", 0)), meta.get("store_id", "")))
+        delta = mirror.changes_since(index.generation)
+        if delta is None:
+            index.__init__(mirror.gallery(), None, "exact")
+        else:
+            index.apply(delta)
+
+    for k in range(4):
+        store.add_faces(f"P{k}", faces(rng, 2))
+    follow()
+    store.rename("P0", "Tmp")
+    store.rename("P1", "P0")  # P1 takes P0's old name within one delta
+    store.rename("Tmp", "P1")
+    ids = store.gallery().face_ids.tolist()
+    store.move_faces([ids[0]], "P3")
+    store.remove_faces([ids[1]])
+    store.remove("P2")
+    store.add_faces("P4", faces(rng, 1))
+    follow()
+    for _ in range(2):  # a second pass changes nothing
+        want, got = store.gallery(), mirror.gallery()
+        assert got.face_ids.tolist() == want.face_ids.tolist()
+        assert got.person_ids.tolist() == want.person_ids.tolist()
+        assert np.array_equal(got.embeddings, want.embeddings) and got.names == want.names
+        assert [(p.id, p.name, p.face_count) for p in mirror.people()] == [
+            (p.id, p.name, p.face_count) for p in store.people()]
+        fresh = FaceIndex(got, None, "exact")
+        assert index._ids.tolist() == fresh._ids.tolist() and index._names == fresh._names
+        assert not mirror.mirror_apply(store.rows_since(int(mirror.mirror_meta()["upstream"]),
+                                                        mirror.mirror_meta()["store_id"]))
+    # A mirror of another gallery at the same place is replaced whole, caches reloaded.
+    with FaceStore(tmp_path / "other.db") as other:
+        other.add_faces("Zed", faces(rng, 1))
+        gen = mirror.generation
+        delta = other.rows_since(0, "the store the mirror followed")
+        assert delta.full
+        mirror.mirror_apply(delta)
+        assert [p.name for p in mirror.people()] == ["Zed"]
+        assert mirror.changes_since(gen) is None
+    mirror.close()
