@@ -84,7 +84,7 @@ def load(pg: PostgresStore, n_faces: int) -> dict[str, Any]:
                      f"(SELECT max(id) FROM {table}))")
     copy_s = time.perf_counter() - t0
     conn.execute("VACUUM ANALYZE faces")
-    build_s = pg.rebuild_vector_index(workers=1, memory="6GB")
+    build_s = pg.rebuild_vector_index(workers=1, memory="4GB")
     size = conn.execute("SELECT pg_relation_size('faces_embedding'), pg_total_relation_size('faces')"
                         ).fetchone()
     return {"gallery": gallery, "queries": queries, "q_ids": q_ids + 1, "copy_s": round(copy_s, 1),

@@ -478,35 +478,43 @@ class PostgresStore(Store):
     _BATCH = 4096
 
     def _face_rows(self, con: Any, after: int) -> list[tuple[int, int, np.ndarray, str, float, str]]:
-        """Changed faces with embeddings, `_BATCH` to a result row.
+        """Changed faces with embeddings, `_BATCH` to a round trip, by id.
 
         A whole gallery of a million faces is 2 GB, and per-row Python would dominate a
-        fresh workstation's sync: the database packs each batch's vectors into one
+        fresh workstation's sync: each batch comes back as one row whose vectors are one
         ``bytea`` (pgvector's binary form, back to back) that numpy reads in one go.
-        Sources and embedder versions (text, often empty) follow in a second query of
-        the same snapshot.
+        Batches follow the primary key (no sort of the whole table on the server).
+        Sources and embedder versions (text, often empty) come in a second query of the
+        same snapshot.
         """
-        out: list[tuple[int, int, np.ndarray, str, float, str]] = []
         width = 4 + 4 * EMBEDDING_DIM
         text = {int(i): (s, b) for i, s, b in con.execute(
             "SELECT id, source, embedder FROM faces WHERE changed > ? AND "
             "(source <> '' OR embedder <> '')", (after,)).fetchall()}
-        rows = con.execute(
-            "SELECT array_agg(id ORDER BY id), array_agg(person_id ORDER BY id), "
-            "array_agg(created ORDER BY id), string_agg(vector_send(embedding), ''::bytea ORDER BY id) "
-            f"FROM faces WHERE changed > ? GROUP BY id / {self._BATCH} ORDER BY min(id)",
-            (after,)).fetchall()
-        for ids, pids, created, blob in rows:
+        out: list[tuple[int, int, np.ndarray, str, float, str]] = []
+        last = -1
+        while True:
+            ids, pids, created, blob = con.execute(
+                "SELECT array_agg(id), array_agg(person_id), array_agg(created), "
+                "string_agg(vector_send(embedding), ''::bytea) FROM (SELECT id, person_id, created, "
+                "embedding FROM faces WHERE changed > ? AND id > ? ORDER BY id LIMIT ?) AS batch",
+                (after, last, self._BATCH)).fetchone()
+            if not ids:
+                break
             raw = np.frombuffer(blob, dtype=np.uint8)
             if raw.size != len(ids) * width:
                 raise self._malformed(int(ids[0]))
             block = raw.reshape(len(ids), width)
-            if np.any(block[:, :2].view(">u2")[:, 0] != EMBEDDING_DIM):
+            if np.any(block[:, :2].copy().view(">u2")[:, 0] != EMBEDDING_DIM):
                 raise self._malformed(int(ids[0]))
             vecs = block[:, 4:].copy().view(">f4").astype(np.float32)
-            for k, i in enumerate(ids):
+            for k in np.argsort(ids, kind="stable").tolist():  # aggregated in scan order
+                i = ids[k]
                 src, emb = text.get(i, ("", ""))
                 out.append((int(i), int(pids[k]), vecs[k], src, float(created[k]), emb))
+            last = max(ids)
+            if len(ids) < self._BATCH:
+                break
         return out
 
     def gallery(self) -> Gallery:
