@@ -382,6 +382,16 @@ def test_recognising_and_enrolling_roles(pg_server, tmp_path: Path,
     with PostgresStore(owner) as pg:
         assert [(p.name, p.face_count) for p in pg.people()] == [("Obama", 1)]
         assert [r.name for r in pg.sightings()] == ["Obama"]
+    # A service file names the server, the database and the role; the passfile has the secret.
+    services = tmp_path / "pg_service.conf"
+    services.write_text(f"[facerec]\nhost=127.0.0.1\nport={pg_server.port}\ndbname=roles_db\n"
+                        "user=door\n")
+    monkeypatch.setenv("PGSERVICEFILE", str(services))
+    code = main(["--data-dir", str(tmp_path / "door3"), "--store", "postgresql:///?service=facerec",
+                 "people"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.split() == ["Obama", "1", "face(s)"] and "door-Secret-2" not in out + err
 
 
 # -- moving in and out ---------------------------------------------------------------------
