@@ -237,7 +237,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     with _open_recognizer(args) as rec:
         grabber = LatestFrameGrabber(source) if source.is_live else None
         tracker = FaceTracker()
-        log_rows = SightingLog(rec.store, str(args.source))
+        log_rows = SightingLog(rec.store, str(args.source)) if args.log else None
         next_check = 0.0
         try:
             while args.max_frames is None or frames < args.max_frames:
@@ -257,7 +257,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
                               else f"note: shared gallery back online (frame {frames})")
                         offline = since
                 res = rec.process(frame, frames, tracker)
-                log_rows.update(res)
+                if log_rows is not None:
+                    log_rows.update(res)
                 if args.json:
                     print(json.dumps({"frame": frames, "faces": [f.to_json() for f in res.faces]},
                                      ensure_ascii=False), flush=True)
@@ -272,7 +273,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
             interrupted = True
         finally:
             (grabber or source).close()
-            log_rows.flush(final=True)
+            if log_rows is not None:
+                log_rows.flush(final=True)
     # Closing a shared store sends what it can; what is left waits in the local queue.
     queued = getattr(rec.store, "left_queued", 0)
     dt = time.perf_counter() - t0
@@ -282,8 +284,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
           + ("; interrupted" if interrupted else ""))
     for name, n in names.most_common():
         _note(f"  {name}: {n} frame(s)")
-    _note(f"recognition log: {len(log_rows.recorded)} appearance(s) recorded"
-          + (f", {queued} waiting for the shared gallery" if queued else ""))
+    if log_rows is not None:
+        _note(f"recognition log: {len(log_rows.recorded)} appearance(s) written"
+              + (f", {queued} waiting for the shared gallery" if queued else ""))
     return EXIT_OK
 
 
@@ -610,6 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("source", metavar="SOURCE", help="camera index, video file or stream URL")
     s.add_argument("--json", action="store_true", help="one JSON object per frame")
     s.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
+    s.add_argument("--log", action="store_true",
+                   help="write appearances to the recognition log in the store (with a shared "
+                        "gallery, queued here while it is offline)")
     s.set_defaults(func=cmd_watch)
 
     s = sub.add_parser("eval", help="verification metrics on a pairs file")

@@ -68,7 +68,7 @@ class Watch:
 
     def __init__(self, home: Path, store: str, video: Path) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "--store", store, "watch", str(video), "--json"],
+            [sys.executable, "-m", "app", "--store", store, "watch", str(video), "--json", "--log"],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "FACEREC_HOME": str(home)})
         self.frames: list[dict] = []
