@@ -200,7 +200,7 @@ _OFFLINE = object()  # what `SharedStore._on_database` returns when the database
 
 
 def _drop(pg: PostgresStore | None) -> None:
-    """Close a connection that may already be dead; always returns None (to clear a slot)."""
+    """Close a connection that may already be dead."""
     if pg is not None:
         try:
             pg.close()
