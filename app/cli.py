@@ -233,13 +233,27 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    """Face verification metrics on a labelled pairs file."""
+def _progress_bar(desc: str, unit: str):  # noqa: ANN202 - a tqdm bar and its update function
     from tqdm import tqdm
 
+    bar = tqdm(total=0, desc=desc, unit=unit, disable=None, file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return bar, progress
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f} %"
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Face verification metrics on a labelled pairs file."""
     from app.pipeline.detector import FaceDetector
     from app.pipeline.embedder import FaceEmbedder
-    from app.pipeline.evaluate import plot_report, read_pairs, verify_pairs
+    from app.pipeline.evaluate import plot_report, read_pairs, verify_pairs, write_scores
     from app.pipeline.imageio import load_image
     from app.pipeline.recognizer import largest_face_embedding
 
@@ -251,12 +265,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     settings = Settings.load(args.paths.settings)
     detector = FaceDetector(settings.detection_confidence)
     embedder = FaceEmbedder(settings.threads)
-    bar = tqdm(total=0, desc="embedding", unit="image", disable=None, file=sys.stderr)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
+    bar, progress = _progress_bar("embedding", "image")
     try:
         report = verify_pairs(
             pairs, images, lambda p: largest_face_embedding(detector, embedder, load_image(p)),
@@ -266,21 +275,38 @@ def cmd_eval(args: argparse.Namespace) -> int:
         detector.close()
     if args.plot:
         plot_report(report, Path(args.plot))
+    if args.scores:
+        write_scores(pairs, report, Path(args.scores))
     if args.json:
         print(json.dumps(report.to_json()))
-    else:
-        print(f"pairs            {report.scored_pairs} scored of {report.pairs} "
-              f"({report.same_pairs} same, {report.different_pairs} different)")
-        print(f"ROC AUC          {report.auc:.4f}")
-        print(f"best accuracy    {report.best_accuracy:.4f} at threshold {report.best_threshold:.3f}")
-        print(f"TAR @ FAR=1%     {report.tar_at_far_1pct:.4f} at threshold "
-              f"{report.threshold_far_1pct:.3f}")
-        print(f"no face found    {len(report.no_face)}"
-              + (f": {', '.join(report.no_face)}" if report.no_face else ""))
-        if report.unreadable:
-            print(f"unreadable       {', '.join(report.unreadable)}")
-        if args.plot:
-            print(f"plot written to  {args.plot}")
+        return EXIT_OK
+    folds = (f" in {report.folds} folds" if report.folds else
+             "; no folds: thresholds are set and measured on the same pairs (optimistic)")
+    print(f"pairs            {report.scored_pairs} scored of {report.pairs} "
+          f"({report.same_pairs} same, {report.different_pairs} different){folds}")
+    if report.folds:
+        print(f"accuracy         {report.accuracy_mean:.4f} ± {report.accuracy_std:.4f} "
+              f"(threshold chosen on {report.folds - 1} folds, tested on the held-out one; "
+              f"mean ± std over folds; thresholds {min(report.fold_thresholds):.3f}-"
+              f"{max(report.fold_thresholds):.3f})")
+    print(f"ROC AUC          {report.auc:.4f}" + (" (all pairs)" if report.folds else ""))
+    print(f"best accuracy    {report.best_accuracy:.4f} at threshold {report.best_threshold:.3f}"
+          + (" (threshold chosen on all pairs: optimistic)" if report.folds else ""))
+    for t in report.tar_at:
+        label = f"TAR @ FAR={100 * t.far:g}%"
+        spread = f" ± {t.tar_std:.4f}" if t.tar_std is not None else ""
+        print(f"{label:<17}{t.tar:.4f}{spread} at threshold {t.threshold:.3f}, measured FAR "
+              f"{_pct(t.measured_far)}: {t.method}")
+    print(f"no face found    {len(report.no_face)}"
+          + (f": {', '.join(report.no_face[:10])}" if report.no_face else "")
+          + (" ..." if len(report.no_face) > 10 else ""))
+    if report.unreadable:
+        print(f"unreadable       {len(report.unreadable)}: {', '.join(report.unreadable[:10])}"
+              + (" ..." if len(report.unreadable) > 10 else ""))
+    if args.plot:
+        print(f"plot written to  {args.plot}")
+    if args.scores:
+        print(f"scores written to {args.scores}")
     return EXIT_OK
 
 
@@ -488,11 +514,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
     s.set_defaults(func=cmd_watch)
 
-    s = sub.add_parser("eval", help="verification metrics on a pairs file")
-    s.add_argument("pairs", metavar="PAIRS.csv")
-    s.add_argument("--images", metavar="DIR", help="image folder (default: the CSV's folder)")
+    s = sub.add_parser("eval", help="verification metrics on a pairs file (CSV or LFW pairs.txt)")
+    s.add_argument("pairs", metavar="PAIRS", help="file_x,file_y,Decision CSV, or LFW's pairs.txt")
+    s.add_argument("--images", metavar="DIR", help="image folder (default: the pairs file's folder)")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.add_argument("--plot", metavar="FILE.png", help="write the ROC curve and histograms")
+    s.add_argument("--scores", metavar="FILE.csv", help="write every pair's score (and fold)")
     s.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("backup", help="write the whole gallery to one file")
