@@ -346,6 +346,7 @@ def cmd_self_test(args: argparse.Namespace) -> int:
     import numpy as np
 
     from app.pipeline.align import CROP_SIZE
+    from app.pipeline.decision import CALIBRATION_FILE, load_calibration
     from app.pipeline.detector import FaceDetector
     from app.pipeline.embedder import FaceEmbedder
     from app.pipeline.imageio import load_image
@@ -370,6 +371,7 @@ def cmd_self_test(args: argparse.Namespace) -> int:
     print(f"facerec {__version__}, models in {models_dir()}")
     check(f"model {DETECTOR.filename} verified", lambda: verified_model(DETECTOR))
     check(f"model {EMBEDDER.filename} verified", lambda: verified_model(EMBEDDER))
+    check(f"decision rule calibration {CALIBRATION_FILE} loads", load_calibration)
     detector = check("face detector loads", FaceDetector)
     embedder = check("face embedder loads", FaceEmbedder)
     rng = np.random.default_rng(0)
