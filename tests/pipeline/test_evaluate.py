@@ -21,7 +21,7 @@ from tests.pipeline.test_cli import run
 def lfw_like(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The shared photos in LFW's layout and a 10-fold pairs.txt over them."""
     root = tmp_path_factory.mktemp("lfw")
-    lfw_tree(root / "images")
+    lfw_tree(root / "images", max_side=400)
     write_lfw_pairs(root / "pairs.txt", folds=10, per_fold=12)
     return root / "pairs.txt", root / "images"
 
