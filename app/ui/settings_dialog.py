@@ -107,7 +107,7 @@ class SettingsDialog(QDialog):
         form = QFormLayout()
         form.addRow("Strictness:", self.strictness)
         form.addRow("", self.rule_hint)
-        form.addRow("Minimum similarity:", self.min_similarity)
+        form.addRow("Minimum similarity (expert):", self.min_similarity)
         form.addRow("Detection confidence:", self.confidence)
         form.addRow("Search:", self.search)
         form.addRow("Camera resolution:", res)
