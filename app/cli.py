@@ -346,7 +346,8 @@ def cmd_eval_openset(args: argparse.Namespace) -> int:
     fixed = Calibration.fixed(args.fixed_threshold) if args.fixed_threshold is not None else None
     tmp, rec, probes = _openset_probes(args, settings, fixed)
     try:
-        sizes = args.sizes or [1, 10, 100, len(probes.gallery)]
+        everyone = len(probes.gallery)
+        sizes = sorted({min(n, everyone) for n in (args.sizes or [1, 10, 100, everyone])})
         bar, progress = _progress_bar("identifying", "gallery")
         try:
             scores = score_galleries(rec, probes, sizes, args.seed, Path(tmp.name),

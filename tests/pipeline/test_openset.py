@@ -60,8 +60,10 @@ def test_eval_openset_reports_each_gallery_size(capsys, data_dir: Path, openset:
     # It enrolled into a temporary store, never into the user's.
     assert not (data_dir / "faces.db").exists()
 
-    code, out, _ = run(capsys, data_dir, "eval-openset", *_args(openset), "--sizes", "11")
+    code, out, _ = run(capsys, data_dir, "eval-openset", *_args(openset), "--sizes", "11,50")
     assert code == 0 and "strangers named" in out and "DIR@1%" in out
+    rows = [line.split()[0] for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert rows == ["11"]  # a size beyond the gallery is the whole gallery, once
 
 
 def test_eval_openset_gives_the_apps_own_answers(capsys, data_dir: Path, tmp_path: Path,
