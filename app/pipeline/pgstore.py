@@ -287,7 +287,8 @@ class PostgresStore(Store):
                 raise StoreError(f"the shared gallery {self.label} is not set up for this facerec "
                                  f"(schema {version or 'none'}, {SCHEMA_VERSION} needed)")
             self._migrate()
-        _register_vector(self._conn)
+        with self._errors():
+            _register_vector(self._conn)
         self.can_enroll = bool(self._read(
             "SELECT has_table_privilege('people', 'INSERT') AND has_table_privilege('faces', 'DELETE')"
         )[0][0])

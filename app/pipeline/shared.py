@@ -164,7 +164,8 @@ class _Syncer(threading.Thread):
                     try:
                         pg = PostgresStore(self.url, timeout=CONNECT_TIMEOUT_S, migrate=False)
                         pg._conn.execute(f"LISTEN {CHANNEL}")
-                    except StoreError as exc:
+                    except Exception as exc:  # StoreError, or psycopg's if the server died meanwhile
+                        _drop(pg)
                         pg = None
                         self.status.offline(str(exc))
                         self.stop.wait(POLL_S)
