@@ -49,7 +49,7 @@ class FaceResult:
     """A detected face and who it is.
 
     ``name`` is None for Unknown; ``similarity`` is the best person's score even then,
-    so a user can see how close it came.
+    so a user can see how close it came, and ``candidate`` names that person.
     """
 
     box: tuple[int, int, int, int]
@@ -59,6 +59,7 @@ class FaceResult:
     similarity: float
     person_id: int | None = None
     track: int | None = None
+    candidate: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The public JSON form used by ``identify`` and ``watch``."""
