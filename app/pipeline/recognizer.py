@@ -302,20 +302,22 @@ class Recognizer:
         self.refresh()
         return person
 
-    def check_faces(self, name: str, embeddings: Sequence[np.ndarray] | np.ndarray,
+    def check_faces(self, name: str | None, embeddings: Sequence[np.ndarray] | np.ndarray,
                     exclude_faces: Sequence[int] = ()) -> list[consistency.Flag | None]:
         """Same-person checks for faces about to be saved together for *name*.
 
         One `consistency.Flag` (or None) per face: it does not look like the person's
         other faces, or it looks like someone else. Nothing is stored. The index is
-        brought up to date first, so changes by other processes count.
+        brought up to date first, so changes by other processes count. ``name=None``
+        checks faces for a person not named yet (a new one).
         """
-        clean = normalize_name(name)
+        clean = normalize_name(name) if name is not None else None
         self.refresh()
-        person = self.store.person(clean)
+        person = self.store.person(clean) if clean is not None else None
         vecs = np.asarray(embeddings, np.float32).reshape(-1, EMBEDDING_DIM)
-        return consistency.check(self.index, person.name if person else clean,
-                                 person.id if person else None, vecs, exclude_faces)
+        label = person.name if person else clean or "this person"
+        return consistency.check(self.index, label, person.id if person else None, vecs,
+                                 exclude_faces)
 
     def check_move(self, face_ids: Sequence[int], to_name: str) -> list[consistency.Flag | None]:
         """Same-person checks for stored faces about to be given to *to_name*.

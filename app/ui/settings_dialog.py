@@ -1,16 +1,19 @@
-"""The settings dialog: threshold, detection confidence, search, camera, threads."""
+"""The settings dialog: recognition, camera and threads; the log's retention; expert options."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import replace
 
+from PySide6.QtCore import QSize
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -20,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.config import DEFAULT_MATCH_THRESHOLD, Settings
+from app.ui.screen import fit_to_screen
 
 SEARCH_MODES = (
     ("auto", "Automatic (exact for small galleries, HNSW for large)"),
@@ -106,7 +110,35 @@ class SettingsDialog(QDialog):
             self.restore_defaults)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self._build_log_group(s))
+        layout.addWidget(self._build_expert_group(s))
         layout.addWidget(buttons)
+        fit_to_screen(self, QSize(560, self.sizeHint().height()))
+
+    # Groups added after the recognition settings, each on its own (easy to merge).
+    def _build_log_group(self, s: Settings) -> QGroupBox:
+        self.retention = QSpinBox()
+        self.retention.setRange(0, 3650)
+        self.retention.setSuffix(" days")
+        self.retention.setSpecialValueText("Keep every row")
+        self.retention.setValue(s.log_retention_days)
+        self.retention.setToolTip("Rows of the recognition log older than this are deleted "
+                                  "(when the app starts, and every hour).")
+        box = QGroupBox("Recognition log")
+        form = QFormLayout(box)
+        form.addRow("Keep rows for:", self.retention)
+        return box
+
+    def _build_expert_group(self, s: Settings) -> QGroupBox:
+        self.show_candidates = QCheckBox("Show the best candidate of Unknown faces")
+        self.show_candidates.setChecked(s.show_candidates)
+        self.show_candidates.setToolTip(
+            "Label an Unknown face with the enrolled person it resembles most and their "
+            "score, e.g. “Unknown · Ada? 0.47”: how close it came to being named.")
+        box = QGroupBox("Expert")
+        lay = QVBoxLayout(box)
+        lay.addWidget(self.show_candidates)
+        return box
 
     def restore_defaults(self) -> None:
         """Put every field back to its default."""
@@ -117,6 +149,8 @@ class SettingsDialog(QDialog):
         self.width_box.setValue(d.camera_width)
         self.height_box.setValue(d.camera_height)
         self.threads.setValue(d.threads)
+        self.retention.setValue(d.log_retention_days)
+        self.show_candidates.setChecked(d.show_candidates)
 
     def settings(self) -> Settings:
         """The settings as edited."""
@@ -128,4 +162,6 @@ class SettingsDialog(QDialog):
             camera_width=self.width_box.value(),
             camera_height=self.height_box.value(),
             threads=self.threads.value(),
+            log_retention_days=self.retention.value(),
+            show_candidates=self.show_candidates.isChecked(),
         ).validated()
