@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 GAP_S = 2.0
 #: A track must stay unnamed this long, and for this many frames, to be logged as a
 #: stranger (a new track of a known person is Unknown until its vote has a name).
-STRANGER_MIN_S = 1.0
+STRANGER_MIN_S = 1.5
 STRANGER_MIN_FRAMES = 3
 #: Days of log kept by default (a setting; 0 keeps everything).
 DEFAULT_RETENTION_DAYS = 30
