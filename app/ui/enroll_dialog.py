@@ -50,7 +50,6 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QMessageBox,
     QProgressBar,
-    QPushButton,
     QStyle,
     QVBoxLayout,
     QWidget,
@@ -61,6 +60,7 @@ from app.pipeline.imageio import IMAGE_SUFFIXES, display_name
 from app.pipeline.store import normalize_name
 from app.ui.screen import fit_to_screen
 from app.ui.video_view import rgb_to_qimage
+from app.ui.widgets import button
 
 if TYPE_CHECKING:
     from app.pipeline.consistency import Flag
@@ -102,6 +102,19 @@ def local_files(event: QDragEnterEvent | QDropEvent) -> list[str]:
         else:
             out.append(str(path))
     return out
+
+
+def thumbnail_grid(name: str, icon: int, cell: QSize) -> QListWidget:
+    """A grid of face thumbnails, several of which can be selected."""
+    grid = QListWidget()
+    grid.setObjectName(name)
+    grid.setViewMode(QListView.ViewMode.IconMode)
+    grid.setIconSize(QSize(icon, icon))
+    grid.setGridSize(cell)
+    grid.setResizeMode(QListView.ResizeMode.Adjust)
+    grid.setMovement(QListView.Movement.Static)
+    grid.setSelectionMode(QListWidget.SelectionMode.ExtendedSelection)
+    return grid
 
 
 def flagged_icon(pixmap: QPixmap, kept: bool = False) -> QIcon:
@@ -237,36 +250,23 @@ class EnrollDialog(QDialog):
         form.addRow("", self.add_existing_check)
 
         # -- sources -----------------------------------------------------------------
-        style = self.style()
-        self.snapshot_button = QPushButton(
-            style.standardIcon(QStyle.StandardPixmap.SP_DialogYesButton), "Take snapshot")
+        # Not auto-default (see `button`): after the file chooser closes, "Add photos…" has
+        # the focus, and Enter must save, not reopen the chooser.
+        sp = QStyle.StandardPixmap
+        self.snapshot_button = button(self, sp.SP_DialogYesButton, "Take snapshot",
+                                      self._on_snapshot_button_clicked)
         self.snapshot_button.setToolTip("Use the face in the live view now (exactly one face, "
                                         "close enough and sharp)")
-        self.snapshot_button.clicked.connect(self._on_snapshot_button_clicked)
-        self.files_button = QPushButton(
-            style.standardIcon(QStyle.StandardPixmap.SP_DirOpenIcon), "Add photos…")
-        self.files_button.clicked.connect(self._on_files_button_clicked)
-        self.remove_button = QPushButton(
-            style.standardIcon(QStyle.StandardPixmap.SP_TrashIcon), "Remove selected")
-        self.remove_button.clicked.connect(self.remove_selected)
-        # Enter saves (the default button); it must not press the button that has the
-        # focus, which after a file chooser closes is "Add photos…" and would reopen it.
-        for button in (self.snapshot_button, self.files_button, self.remove_button):
-            button.setAutoDefault(False)
+        self.files_button = button(self, sp.SP_DirOpenIcon, "Add photos…",
+                                   self._on_files_button_clicked)
+        self.remove_button = button(self, sp.SP_TrashIcon, "Remove selected", self.remove_selected)
         source_row = QHBoxLayout()
         source_row.addWidget(self.snapshot_button)
         source_row.addWidget(self.files_button)
         source_row.addStretch(1)
         source_row.addWidget(self.remove_button)
 
-        self.thumbs = QListWidget()
-        self.thumbs.setObjectName("acceptedFaces")
-        self.thumbs.setViewMode(QListView.ViewMode.IconMode)
-        self.thumbs.setIconSize(QSize(THUMB, THUMB))
-        self.thumbs.setGridSize(QSize(THUMB + 24, THUMB + 34))
-        self.thumbs.setResizeMode(QListView.ResizeMode.Adjust)
-        self.thumbs.setMovement(QListView.Movement.Static)
-        self.thumbs.setSelectionMode(QListWidget.SelectionMode.ExtendedSelection)
+        self.thumbs = thumbnail_grid("acceptedFaces", THUMB, QSize(THUMB + 24, THUMB + 34))
         self.thumbs.setMinimumHeight(THUMB + 50)
         self.thumbs.itemSelectionChanged.connect(self._update_state)
         QShortcut(QKeySequence.StandardKey.Delete, self.thumbs, self.remove_selected)
@@ -277,12 +277,9 @@ class EnrollDialog(QDialog):
                                     " border-radius: 6px; } #flagBox QLabel { color: #78350f; }")
         self.flag_label = QLabel()
         self.flag_label.setWordWrap(True)
-        self.drop_button = QPushButton("Drop this face")
-        self.drop_button.setAutoDefault(False)
-        self.drop_button.clicked.connect(self.drop_flagged)
-        self.keep_button = QPushButton("Keep it on purpose")
-        self.keep_button.setAutoDefault(False)
-        self.keep_button.clicked.connect(self.keep_flagged)
+        self.drop_button = button(self, sp.SP_TrashIcon, "Drop this face", self.drop_flagged)
+        self.keep_button = button(self, sp.SP_DialogApplyButton, "Keep it on purpose",
+                                  self.keep_flagged)
         fb = QHBoxLayout(self.flag_box)
         fb.addWidget(self.flag_label, 1)
         fb.addWidget(self.drop_button)

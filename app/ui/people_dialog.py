@@ -31,12 +31,10 @@ from PySide6.QtWidgets import (
     QInputDialog,
     QLabel,
     QLineEdit,
-    QListView,
     QListWidget,
     QListWidgetItem,
     QMenu,
     QMessageBox,
-    QPushButton,
     QSplitter,
     QStyle,
     QVBoxLayout,
@@ -45,8 +43,9 @@ from PySide6.QtWidgets import (
 
 from app.pipeline.errors import PersonError
 from app.pipeline.store import normalize_name
-from app.ui.enroll_dialog import flagged_icon, local_files
+from app.ui.enroll_dialog import flagged_icon, local_files, thumbnail_grid
 from app.ui.screen import fit_to_screen
+from app.ui.widgets import button, confirm
 
 if TYPE_CHECKING:
     from app.pipeline.consistency import Flag
@@ -122,7 +121,6 @@ class PeopleDialog(QDialog):
         # is deleted; they check this flag first.
         self._closed = False
         self.setAcceptDrops(True)
-        st = self.style()
 
         # -- people ------------------------------------------------------------------
         self.search_edit = QLineEdit()
@@ -151,20 +149,13 @@ class PeopleDialog(QDialog):
         self.no_match_label.setStyleSheet("color: #6b7280; padding: 12px;")
         self.no_match_label.hide()
 
-        self.enroll_button = QPushButton(
-            st.standardIcon(QStyle.StandardPixmap.SP_FileDialogNewFolder), "Enroll person…")
-        self.enroll_button.clicked.connect(lambda: self._open_enroll(None))
-        self.add_button = QPushButton(
-            st.standardIcon(QStyle.StandardPixmap.SP_DirOpenIcon), "Add photos…")
-        self.add_button.clicked.connect(self._on_add_button_clicked)
-        self.rename_button = QPushButton(
-            st.standardIcon(QStyle.StandardPixmap.SP_FileDialogDetailedView), "Rename…")
-        self.rename_button.clicked.connect(self._on_rename_button_clicked)
-        self.delete_button = QPushButton(
-            st.standardIcon(QStyle.StandardPixmap.SP_TrashIcon), "Delete…")
-        self.delete_button.clicked.connect(self._on_delete_button_clicked)
-        for b in (self.enroll_button, self.add_button, self.rename_button, self.delete_button):
-            b.setAutoDefault(False)
+        sp = QStyle.StandardPixmap
+        self.enroll_button = button(self, sp.SP_FileDialogNewFolder, "Enroll person…",
+                                    lambda: self._open_enroll(None))
+        self.add_button = button(self, sp.SP_DirOpenIcon, "Add photos…", self._on_add_button_clicked)
+        self.rename_button = button(self, sp.SP_FileDialogDetailedView, "Rename…",
+                                    self._on_rename_button_clicked)
+        self.delete_button = button(self, sp.SP_TrashIcon, "Delete…", self._on_delete_button_clicked)
         filters = QHBoxLayout()
         filters.addWidget(self.search_edit, 1)
         filters.addWidget(self.sort_combo)
@@ -182,28 +173,16 @@ class PeopleDialog(QDialog):
 
         # -- faces of the selected person ---------------------------------------------
         self.faces_box = QGroupBox("Faces")
-        self.face_list = QListWidget()
-        self.face_list.setObjectName("faceList")
-        self.face_list.setViewMode(QListView.ViewMode.IconMode)
-        self.face_list.setIconSize(QSize(FACE_THUMB, FACE_THUMB))
-        self.face_list.setGridSize(QSize(FACE_THUMB + 40, FACE_THUMB + 48))
-        self.face_list.setResizeMode(QListView.ResizeMode.Adjust)
-        self.face_list.setMovement(QListView.Movement.Static)
+        self.face_list = thumbnail_grid("faceList", FACE_THUMB, QSize(FACE_THUMB + 40, FACE_THUMB + 48))
         self.face_list.setWordWrap(True)
-        self.face_list.setSelectionMode(QListWidget.SelectionMode.ExtendedSelection)
         self.face_list.itemSelectionChanged.connect(self._update_buttons)
         self.face_list.itemSelectionChanged.connect(self._update_face_note)
         self.face_list.installEventFilter(self)  # Delete: remove the faces
         self.face_note = QLabel()
         self.face_note.setWordWrap(True)
-        self.remove_face_button = QPushButton(
-            st.standardIcon(QStyle.StandardPixmap.SP_TrashIcon), "Remove face…")
-        self.remove_face_button.clicked.connect(self._on_remove_face_clicked)
-        self.move_face_button = QPushButton(
-            st.standardIcon(QStyle.StandardPixmap.SP_ArrowRight), "Move to…")
-        self.move_face_button.clicked.connect(self._on_move_face_clicked)
-        for b in (self.remove_face_button, self.move_face_button):
-            b.setAutoDefault(False)
+        self.remove_face_button = button(self, sp.SP_TrashIcon, "Remove face…",
+                                         self._on_remove_face_clicked)
+        self.move_face_button = button(self, sp.SP_ArrowRight, "Move to…", self._on_move_face_clicked)
         face_buttons = QHBoxLayout()
         face_buttons.addStretch(1)
         face_buttons.addWidget(self.remove_face_button)
@@ -477,14 +456,10 @@ class PeopleDialog(QDialog):
     def _confirm_delete(self, name: str) -> bool:
         person = next((p for p in self.people if p.name == name), None)
         count = person.face_count if person else 0
-        answer = QMessageBox.question(
-            self, "Delete person",
-            f"Delete {name} and their {_faces_text(count)}?\n\n"
-            "They will be shown as Unknown from now on, and their rows of the recognition "
-            "log go too. This cannot be undone.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
-            QMessageBox.StandardButton.Cancel)
-        return answer == QMessageBox.StandardButton.Yes
+        return confirm(self, "Delete person",
+                       f"Delete {name} and their {_faces_text(count)}?\n\n"
+                       "They will be shown as Unknown from now on, and their rows of the "
+                       "recognition log go too. This cannot be undone.")
 
     def _on_delete_button_clicked(self) -> None:
         name = self.selected_name()
@@ -504,13 +479,9 @@ class PeopleDialog(QDialog):
     def _confirm_remove_faces(self, ids: Sequence[int]) -> bool:
         name = self._faces_of or "this person"
         n = len(ids)
-        answer = QMessageBox.question(
-            self, "Remove faces" if n != 1 else "Remove face",
-            f"Remove {'this face' if n == 1 else f'these {n} faces'} from {name}?\n\n"
-            "This cannot be undone.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
-            QMessageBox.StandardButton.Cancel)
-        return answer == QMessageBox.StandardButton.Yes
+        return confirm(self, "Remove faces" if n != 1 else "Remove face",
+                       f"Remove {'this face' if n == 1 else f'these {n} faces'} from {name}?"
+                       "\n\nThis cannot be undone.")
 
     def _on_remove_face_clicked(self) -> None:
         ids = self.selected_face_ids()

@@ -26,7 +26,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QMessageBox,
     QPushButton,
     QSizePolicy,
     QTableWidget,
@@ -34,6 +33,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from app.ui.widgets import confirm
 
 if TYPE_CHECKING:
     from app.pipeline.recognizer import Recognizer
@@ -219,13 +220,9 @@ class RecognitionLogPanel(QWidget):
     # -- clear -----------------------------------------------------------------------
     def _confirm_clear(self) -> bool:
         n = len(self._order)
-        answer = QMessageBox.question(
-            self, "Clear the recognition log",
-            f"Delete all {n} row{'s' if n != 1 else ''} of the recognition log?\n\n"
-            "This cannot be undone. Export it first if you may need it.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
-            QMessageBox.StandardButton.Cancel)
-        return answer == QMessageBox.StandardButton.Yes
+        return confirm(self, "Clear the recognition log",
+                       f"Delete all {n} row{'s' if n != 1 else ''} of the recognition log?\n\n"
+                       "This cannot be undone. Export it first if you may need it.")
 
     def _on_clear_clicked(self) -> None:
         if self._order and self._confirm_clear():
