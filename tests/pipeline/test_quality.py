@@ -2,7 +2,7 @@
 
 The cut-off is re-measured here on webcam-like frames made from every shared photo
 with one face (170 px high in a 640x480 frame, JPEG), sharp and with a straight motion
-blur 15 % of the face height long at four angles. README.md "Snapshot quality" has the
+blur 15 % of the face height long, horizontal (a head turn) and vertical (a nod). README.md "Snapshot quality" has the
 full measurement (three face sizes, seven blur lengths, the effect on the embedding).
 """
 
@@ -60,7 +60,7 @@ def test_cutoff_separates_sharp_and_motion_blurred_faces(detector: FaceDetector)
         if len(dets) != 1 or dets[0].box[3] < FACE_PX:  # one face, never enlarged
             continue
         frame = webcam_frame(rgb, dets[0].box)
-        for angle in (None, 0, 45, 90, 135):
+        for angle in (None, 0, 90):  # a head turn and a nod
             shot = jpeg(frame if angle is None else blurred_frame(frame, round(0.15 * FACE_PX), angle))
             found = detector.detect(shot)
             if not found:
@@ -69,7 +69,7 @@ def test_cutoff_separates_sharp_and_motion_blurred_faces(detector: FaceDetector)
             (sharp if angle is None else blurred).append(score)
     print(f"\n{len(sharp)} sharp frames >= {min(sharp):.3f}; {len(blurred)} blurred frames: "
           f"{np.mean(np.array(blurred) < MIN_SHARPNESS):.1%} below {MIN_SHARPNESS}")
-    assert len(sharp) >= 50 and len(blurred) >= 200
+    assert len(sharp) >= 50 and len(blurred) >= 100
     assert min(sharp) >= MIN_SHARPNESS * 1.1  # every sharp face passes, with room
     assert np.mean(np.array(blurred) < MIN_SHARPNESS) >= 0.97
 
