@@ -135,6 +135,11 @@ class AppearanceLog:
                       and not (k[0] == "track" and not a.logged and k[1] in self._named_tracks)}
         return started
 
+    @property
+    def has_pending(self) -> bool:
+        """True if some row started or changed since the last successful `flush`."""
+        return bool(self._dirty)
+
     def pending(self) -> list[Sighting]:
         """Rows started or changed since the last successful `flush`."""
         return [self._rows[i] for i in self._dirty]

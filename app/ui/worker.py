@@ -440,7 +440,7 @@ class PipelineWorker(QThread):
             self._checked_store_at = now
             if rec.refresh():
                 self.people_changed.emit(rec.people())
-        if self._journal.pending() and now - self._journal_at >= LOG_FLUSH_S:
+        if self._journal.has_pending and now - self._journal_at >= LOG_FLUSH_S:
             self._publish_log(rec)
         if now - self._pruned_at > PRUNE_EVERY_S:
             self._prune_log(rec)
@@ -512,8 +512,7 @@ class PipelineWorker(QThread):
         self._position = 0
         self._live_count = 0
         self._tracker = FaceTracker()  # tracks belong to one stream
-        if spec.describe() != self._journal.source:  # the same source resumed continues
-            self._journal.start(spec.describe())
+        self._journal.start(spec.describe())  # new tracker, new track ids: new appearances
         self._paused = False
         self._stamps.clear()
         self.frames_dropped = 0

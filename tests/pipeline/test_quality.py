@@ -2,8 +2,9 @@
 
 The cut-off is re-measured here on webcam-like frames made from every shared photo
 with one face (170 px high in a 640x480 frame, JPEG), sharp and with a straight motion
-blur 15 % of the face height long, horizontal (a head turn) and vertical (a nod). README.md "Snapshot quality" has the
-full measurement (three face sizes, seven blur lengths, the effect on the embedding).
+blur 15 % of the face height long, horizontal (a head turn) and vertical (a nod).
+README.md "Snapshot quality" has the full measurement (three face sizes, seven blur
+lengths, four angles, the effect on the embedding).
 """
 
 from __future__ import annotations
