@@ -308,9 +308,13 @@ def test_settings_dialog_saves_and_applies(qtbot, make_window, paths):  # noqa: 
     dlg.threshold.setValue(0.9)
     dlg.search.setCurrentIndex(dlg.search.findData("exact"))
     dlg.threads.setValue(1)
+    dlg.retention.setValue(7)
+    dlg.show_candidates.setChecked(True)
     dlg.accept()
     saved = Settings.load(paths.settings)
     assert (saved.match_threshold, saved.search, saved.threads) == (0.9, "exact", 1)
+    assert (saved.log_retention_days, saved.show_candidates) == (7, True)
+    assert win.view.show_candidates
     got = []
     win.worker.call(lambda rec, reply: rec.threshold, on_done=got.append)
     qtbot.waitUntil(lambda: bool(got), timeout=30000)
