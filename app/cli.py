@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 import time
 from collections import Counter
@@ -19,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from app import __version__
-from app.config import Paths, Settings
+from app.config import DEFAULT_FALSE_ACCEPT, Paths, Settings
 from app.log import setup_logging
 from app.pipeline.errors import FacerecError, ImageError, NoFaceError
 
@@ -112,33 +113,13 @@ def cmd_import(args: argparse.Namespace) -> int:
     """Import a folder with one subfolder of photos per person."""
     from tqdm import tqdm
 
-    from app.pipeline.imageio import IMAGE_SUFFIXES, display_name
-    from app.pipeline.store import normalize_name
+    from app.pipeline.imageio import display_name, person_folders
 
     root = Path(args.dir)
-    if not root.is_dir():
-        raise FacerecError(f"{display_name(root)}: not a directory")
-    try:
-        folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    except OSError as exc:
-        raise FacerecError(f"{display_name(root)}: cannot list ({exc.strerror})") from None
-    jobs: list[tuple[str, Path]] = []
-    skipped: list[str] = []
-    for folder in folders:
-        try:
-            name = normalize_name(folder.name)
-            files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
-        except (FacerecError, OSError) as exc:
-            skipped.append(f"{display_name(folder)}: {exc}")
-            continue
-        for f in files:
-            if f.suffix.lower() in IMAGE_SUFFIXES:
-                jobs.append((name, f))
-            else:
-                skipped.append(f"{display_name(f)}: not an image file")
-    loose = [f for f in root.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
-    if loose:
-        _note(f"note: {len(loose)} image(s) directly in {display_name(root)} are ignored; "
+    found = person_folders(root)
+    jobs, skipped = found.photos, list(found.skipped)
+    if found.loose:
+        _note(f"note: {found.loose} image(s) directly in {display_name(root)} are ignored; "
               "put each person's photos in a subfolder named after them")
     if not jobs:
         raise FacerecError(f"{display_name(root)}: no photos to import (expected one subfolder "
@@ -402,13 +383,27 @@ def cmd_log(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    """Face verification metrics on a labelled pairs file."""
+def _progress_bar(desc: str, unit: str):  # noqa: ANN202 - a tqdm bar and its update function
     from tqdm import tqdm
 
+    bar = tqdm(total=0, desc=desc, unit=unit, disable=None, file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return bar, progress
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f} %"
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Face verification metrics on a labelled pairs file."""
     from app.pipeline.detector import FaceDetector
     from app.pipeline.embedder import FaceEmbedder
-    from app.pipeline.evaluate import plot_report, read_pairs, verify_pairs
+    from app.pipeline.evaluate import plot_report, read_pairs, verify_pairs, write_scores
     from app.pipeline.imageio import load_image
     from app.pipeline.recognizer import largest_face_embedding
 
@@ -420,12 +415,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     settings = Settings.load(args.paths.settings)
     detector = FaceDetector(settings.detection_confidence)
     embedder = FaceEmbedder(settings.threads)
-    bar = tqdm(total=0, desc="embedding", unit="image", disable=None, file=sys.stderr)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
+    bar, progress = _progress_bar("embedding", "image")
     try:
         report = verify_pairs(
             pairs, images, lambda p: largest_face_embedding(detector, embedder, load_image(p)),
@@ -435,21 +425,175 @@ def cmd_eval(args: argparse.Namespace) -> int:
         detector.close()
     if args.plot:
         plot_report(report, Path(args.plot))
+    if args.scores:
+        write_scores(pairs, report, Path(args.scores))
     if args.json:
         print(json.dumps(report.to_json()))
+        return EXIT_OK
+    folds = (f" in {report.folds} folds" if report.folds else
+             "; no folds: thresholds are set and measured on the same pairs (optimistic)")
+    print(f"pairs            {report.scored_pairs} scored of {report.pairs} "
+          f"({report.same_pairs} same, {report.different_pairs} different){folds}")
+    if report.folds:
+        print(f"accuracy         {report.accuracy_mean:.4f} ± {report.accuracy_std:.4f} "
+              f"(threshold chosen on {report.folds - 1} folds, tested on the held-out one; "
+              f"mean ± std over folds; thresholds {min(report.fold_thresholds):.3f}-"
+              f"{max(report.fold_thresholds):.3f})")
+    print(f"ROC AUC          {report.auc:.4f}" + (" (all pairs)" if report.folds else ""))
+    print(f"best accuracy    {report.best_accuracy:.4f} at threshold {report.best_threshold:.3f}"
+          + (" (threshold chosen on all pairs: optimistic)" if report.folds else ""))
+    for t in report.tar_at:
+        label = f"TAR @ FAR={100 * t.far:g}%"
+        spread = f" ± {t.tar_std:.4f}" if t.tar_std is not None else ""
+        print(f"{label:<17}{t.tar:.4f}{spread} at threshold {t.threshold:.3f}, measured FAR "
+              f"{_pct(t.measured_far)}: {t.method}")
+    print(f"no face found    {len(report.no_face)}"
+          + (f": {', '.join(report.no_face[:10])}" if report.no_face else "")
+          + (" ..." if len(report.no_face) > 10 else ""))
+    if report.unreadable:
+        print(f"unreadable       {len(report.unreadable)}: {', '.join(report.unreadable[:10])}"
+              + (" ..." if len(report.unreadable) > 10 else ""))
+    if args.plot:
+        print(f"plot written to  {args.plot}")
+    if args.scores:
+        print(f"scores written to {args.scores}")
+    return EXIT_OK
+
+
+def cmd_lfw_split(args: argparse.Namespace) -> int:
+    """Write the seeded LFW open-set split (report and calibration)."""
+    from app.pipeline.lfw import SplitPlan, make_split
+
+    plan = SplitPlan(enrolled=args.enrolled, fillers=args.fillers, strangers=args.strangers)
+    manifest = make_split(Path(args.lfw_dir), Path(args.out_dir), args.seed, plan)
+    for split, roles in manifest["counts"].items():
+        parts = ", ".join(f"{role} {c['people']} people / {c['photos']} photos"
+                          for role, c in roles.items())
+        print(f"{split:<12} {parts}")
+    if manifest["copied_instead_of_linked"]:
+        _note(f"note: links were not allowed here; {manifest['copied_instead_of_linked']} files copied")
+    print(f"written to {args.out_dir} (seed {args.seed}; every file chosen is in split.json)")
+    return EXIT_OK
+
+
+def _openset_probes(args: argparse.Namespace, settings: Settings, calibration=None):  # noqa: ANN001, ANN202
+    """A Recognizer over a temporary data dir and the embedded open-set folders."""
+    import tempfile
+
+    from app.pipeline.openset import embed_probes
+    from app.pipeline.recognizer import Recognizer
+
+    for d in (args.gallery, args.known, args.strangers):
+        if not Path(d).is_dir():
+            raise FacerecError(f"{d}: not a directory")
+    tmp = tempfile.TemporaryDirectory(prefix="facerec-openset-")
+    rec = Recognizer.open(Paths(Path(tmp.name) / "data"), settings, calibration=calibration)
+    try:
+        bar, progress = _progress_bar("embedding", "photo")
+        try:
+            probes = embed_probes(rec, Path(args.gallery), Path(args.known), Path(args.strangers),
+                                  progress)
+        finally:
+            bar.close()
+    except BaseException:
+        rec.close()
+        tmp.cleanup()
+        raise
+    for line in probes.skipped:
+        log.info("skipped %s", line)
+    if probes.skipped:
+        _note(f"note: {len(probes.skipped)} photo(s) skipped (unreadable or no face); -v lists them")
+    return tmp, rec, probes
+
+
+def cmd_eval_openset(args: argparse.Namespace) -> int:
+    """Open-set identification: enrolled people named right, strangers kept Unknown."""
+    from app.pipeline.decision import Calibration, describe_target
+    from app.pipeline.openset import score_galleries, summarize
+
+    settings = Settings.load(args.paths.settings)
+    fixed = Calibration.fixed(args.fixed_threshold) if args.fixed_threshold is not None else None
+    tmp, rec, probes = _openset_probes(args, settings, fixed)
+    try:
+        everyone = len(probes.gallery)
+        sizes = sorted({min(n, everyone) for n in (args.sizes or [1, 10, 100, everyone])})
+        bar, progress = _progress_bar("identifying", "gallery")
+        try:
+            scores = score_galleries(rec, probes, sizes, args.seed, Path(tmp.name),
+                                     decide=True, progress=progress)
+        finally:
+            bar.close()
+    finally:
+        rec.close()
+        tmp.cleanup()
+    reports = [summarize(sc) for sc in scores]
+    rule = (f"fixed similarity threshold {args.fixed_threshold:g}" if args.fixed_threshold is not None
+            else f"settings: {describe_target(settings.false_accept)} may be named"
+            + (f", minimum similarity {settings.min_similarity:g}" if settings.min_similarity else ""))
+    if args.json:
+        print(json.dumps({"rule": rule, "gallery_people": len(probes.gallery),
+                          "known_probes": len(probes.known), "stranger_probes": len(probes.strangers),
+                          "skipped": len(probes.skipped), "seed": args.seed,
+                          "sizes": [r.to_json() for r in reports]}))
+        return EXIT_OK
+    print(f"gallery {len(probes.gallery)} people, {len(probes.known)} known probes, "
+          f"{len(probes.strangers)} strangers; {rule}")
+    print("rank-1: the best match is the right person (threshold ignored); named right / wrong "
+          "name: share of known probes; strangers named: share of stranger probes; DIR @ FAR: "
+          "named right at the threshold that names that share of strangers (BLUFR)")
+    head = (f"{'people':>7} {'galleries':>9} {'rank-1':>8} {'named right':>12} {'wrong name':>11} "
+            f"{'strangers named':>16} {'threshold':>10} " + " ".join(
+                f"{'DIR@' + format(100 * f, 'g') + '%':>9}" for f in reports[0].dir_at_far))
+    print(head)
+    for r in reports:
+        print(f"{r.size:>7} {r.galleries:>9} {_pct(r.rank1):>8} {_pct(r.named_right):>12} "
+              f"{_pct(r.wrong_name):>11} {_pct(r.stranger_named):>16} {r.threshold:>10.3f} "
+              + " ".join(f"{_pct(v):>9}" for v in r.dir_at_far.values()))
+    return EXIT_OK
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Fit the decision rule on a calibration split and write the calibration file."""
+    from app.pipeline.decision import Calibration, describe_target
+    from app.pipeline.openset import (
+        calibrate,
+        calibration_sizes,
+        calibration_source,
+        score_galleries,
+    )
+
+    settings = Settings.load(args.paths.settings)
+    # Raw matches are collected here; no decision is made, so the rule in force is
+    # irrelevant (and a missing calibration file can be made afresh).
+    tmp, rec, probes = _openset_probes(args, settings, Calibration.fixed(1.0))
+    try:
+        bar, progress = _progress_bar("identifying", "gallery")
+        try:
+            scores = score_galleries(rec, probes, calibration_sizes(len(probes.gallery)), args.seed,
+                                     Path(tmp.name), decide=False, progress=progress)
+        finally:
+            bar.close()
+    finally:
+        rec.close()
+        tmp.cleanup()
+    command = " ".join(["facerec", *(shlex.quote(a) for a in args.argv)])
+    result = calibrate(scores, args.target,
+                       calibration_source(probes, args.target, args.seed, command))
+    cal = result.calibration
+    print(f"runner-up weight: {cal.runner_up_weight:g} (mean named right at "
+          f"{describe_target(args.target)}: "
+          + ", ".join(f"{w:g} -> {_pct(g)}" for w, g in result.weights.items()) + ")")
+    print(f"{'people':>7} {'galleries':>9} {'tail start':>10} {'tail scale':>10} {'threshold':>10} "
+          f"{'named right':>12} {'wrong name':>11} {'strangers named':>16}")
+    for r in result.table:
+        print(f"{r['size']:>7.0f} {r['galleries']:>9.0f} {r['tail_start']:>10.4f} "
+              f"{r['tail_scale']:>10.4f} {r['threshold']:>10.4f} {_pct(r['named_right']):>12} "
+              f"{_pct(r['wrong_name']):>11} {_pct(r['stranger_false_accept']):>16}")
+    if args.out:
+        cal.save(Path(args.out))
+        print(f"calibration written to {args.out}")
     else:
-        print(f"pairs            {report.scored_pairs} scored of {report.pairs} "
-              f"({report.same_pairs} same, {report.different_pairs} different)")
-        print(f"ROC AUC          {report.auc:.4f}")
-        print(f"best accuracy    {report.best_accuracy:.4f} at threshold {report.best_threshold:.3f}")
-        print(f"TAR @ FAR=1%     {report.tar_at_far_1pct:.4f} at threshold "
-              f"{report.threshold_far_1pct:.3f}")
-        print(f"no face found    {len(report.no_face)}"
-              + (f": {', '.join(report.no_face)}" if report.no_face else ""))
-        if report.unreadable:
-            print(f"unreadable       {', '.join(report.unreadable)}")
-        if args.plot:
-            print(f"plot written to  {args.plot}")
+        print(json.dumps(cal.to_json(), indent=2))
     return EXIT_OK
 
 
@@ -489,6 +633,7 @@ def cmd_self_test(args: argparse.Namespace) -> int:
     import numpy as np
 
     from app.pipeline.align import CROP_SIZE
+    from app.pipeline.decision import CALIBRATION_FILE, load_calibration
     from app.pipeline.detector import FaceDetector
     from app.pipeline.embedder import FaceEmbedder
     from app.pipeline.imageio import load_image
@@ -513,6 +658,7 @@ def cmd_self_test(args: argparse.Namespace) -> int:
     print(f"facerec {__version__}, models in {models_dir()}")
     check(f"model {DETECTOR.filename} verified", lambda: verified_model(DETECTOR))
     check(f"model {EMBEDDER.filename} verified", lambda: verified_model(EMBEDDER))
+    check(f"decision rule calibration {CALIBRATION_FILE} loads", load_calibration)
     detector = check("face detector loads", FaceDetector)
     embedder = check("face embedder loads", FaceEmbedder)
     rng = np.random.default_rng(0)
@@ -685,12 +831,45 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at most N rows (default 100)")
     s.set_defaults(func=cmd_log)
 
-    s = sub.add_parser("eval", help="verification metrics on a pairs file")
-    s.add_argument("pairs", metavar="PAIRS.csv")
-    s.add_argument("--images", metavar="DIR", help="image folder (default: the CSV's folder)")
+    s = sub.add_parser("eval", help="verification metrics on a pairs file (CSV or LFW pairs.txt)")
+    s.add_argument("pairs", metavar="PAIRS", help="file_x,file_y,Decision CSV, or LFW's pairs.txt")
+    s.add_argument("--images", metavar="DIR", help="image folder (default: the pairs file's folder)")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.add_argument("--plot", metavar="FILE.png", help="write the ROC curve and histograms")
+    s.add_argument("--scores", metavar="FILE.csv", help="write every pair's score (and fold)")
     s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("eval-openset", help="open-set identification: known people and strangers")
+    _openset_args(s)
+    s.add_argument("--sizes", type=_people_sizes, metavar="N,N,...",
+                   help="gallery sizes to draw (default: 1,10,100 and the whole gallery)")
+    s.add_argument("--fixed-threshold", type=float, metavar="SIM",
+                   help="decide by a fixed similarity threshold instead of the settings "
+                        "(how facerec decided before the calibrated rule)")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=cmd_eval_openset)
+
+    s = sub.add_parser("calibrate", help="fit the decision rule on a calibration split")
+    _openset_args(s)
+    s.add_argument("--target", type=float, default=DEFAULT_FALSE_ACCEPT, metavar="RATE",
+                   help=f"false-accept target the runner-up weight is chosen at (default "
+                        f"{DEFAULT_FALSE_ACCEPT:g})")
+    s.add_argument("--out", metavar="FILE.json", help="write the calibration here "
+                   "(models/calibration.json is the one facerec uses); default: print it")
+    s.set_defaults(func=cmd_calibrate)
+
+    s = sub.add_parser("lfw-split", help="write the seeded LFW open-set split")
+    s.add_argument("lfw_dir", metavar="LFW_DIR",
+                   help="the LFW repository (with images_deepfunneled/) or its image folder")
+    s.add_argument("out_dir", metavar="OUT_DIR", help="where to write it (empty or absent)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--enrolled", type=_positive_int, default=600, metavar="N",
+                   help="people enrolled with 2 photos and probed with up to 3 others (default 600)")
+    s.add_argument("--fillers", type=_count, default=400, metavar="N",
+                   help="more people with exactly 2 photos, enrolled only (default 400)")
+    s.add_argument("--strangers", type=_count, default=2000, metavar="N",
+                   help="one-photo people never enrolled (default 2000)")
+    s.set_defaults(func=cmd_lfw_split)
 
     s = sub.add_parser("backup", help="write the whole gallery to one file")
     s.add_argument("file", metavar="FILE")
@@ -726,20 +905,45 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _positive_int(text: str) -> int:
+def _openset_args(s: argparse.ArgumentParser) -> None:
+    s.add_argument("gallery", metavar="GALLERY_DIR", help="one subfolder of photos per enrolled person")
+    s.add_argument("--known", metavar="DIR", required=True,
+                   help="probe photos of enrolled people, one subfolder per person")
+    s.add_argument("--strangers", metavar="DIR", required=True,
+                   help="probe photos of people never enrolled, one subfolder per person")
+    s.add_argument("--seed", type=int, default=0, help="seed for drawing galleries (default 0)")
+
+
+def _people_sizes(text: str) -> list[int]:
     try:
-        value = int(text)
+        sizes = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+        raise argparse.ArgumentTypeError(f"not a list of whole numbers: {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError("gallery sizes must be at least 1")
+    return sizes
+
+
+def _whole_number(minimum: int):  # noqa: ANN202 - an argparse type
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+        return value
+    return parse
+
+
+_positive_int, _count = _whole_number(1), _whole_number(0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args.paths = Paths.resolve(args.data_dir)
     except (OSError, RuntimeError) as exc:

@@ -9,7 +9,7 @@ before it is saved, by the desktop app and the command line alike (one policy):
   the person cannot vouch for another, and a batch of several people's photos is
   caught even when each photo has a look-alike in the batch.
 * **other person**: the face must not match another enrolled person better than its
-  own, by the same per-person score recognition uses (`FaceIndex.person_scores`); a
+  own, by the per-person similarity recognition starts from (`FaceIndex.person_scores`); a
   face for a new person must not match anybody enrolled at `SAME_PERSON_MIN`.
 
 A flag is a warning with its similarity and reason, not a verdict: the desktop app

@@ -11,12 +11,13 @@ from __future__ import annotations
 import io
 import logging
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from app.pipeline.errors import ImageError
+from app.pipeline.errors import FacerecError, ImageError
 
 log = logging.getLogger(__name__)
 
@@ -114,3 +115,57 @@ def _to_rgb8(im: Image.Image) -> np.ndarray:
         im = Image.alpha_composite(background, rgba)
     rgb = im.convert("RGB")
     return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
+
+
+@dataclass(frozen=True)
+class PersonFolders:
+    """Photos found in a folder with one subfolder of photos per person.
+
+    Attributes
+    ----------
+    photos : list of (str, Path)
+        (person's name, photo), by person then file name.
+    skipped : list of str
+        One line per file or folder that cannot be used, saying why.
+    loose : int
+        Images lying directly in the folder (they belong to nobody).
+    """
+
+    photos: list[tuple[str, Path]]
+    skipped: list[str]
+    loose: int
+
+
+def person_folders(root: Path) -> PersonFolders:
+    """List a folder of people: the subfolder's name is the person's name.
+
+    Raises
+    ------
+    FacerecError
+        If *root* is not a readable directory.
+    """
+    from app.pipeline.store import normalize_name
+
+    root = Path(root)
+    if not root.is_dir():
+        raise FacerecError(f"{display_name(root)}: not a directory")
+    try:
+        entries = sorted(root.iterdir())
+    except OSError as exc:
+        raise FacerecError(f"{display_name(root)}: cannot list ({exc.strerror})") from None
+    photos: list[tuple[str, Path]] = []
+    skipped: list[str] = []
+    for folder in (p for p in entries if p.is_dir() and not p.name.startswith(".")):
+        try:
+            name = normalize_name(folder.name)
+            files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
+        except (FacerecError, OSError) as exc:
+            skipped.append(f"{display_name(folder)}: {exc}")
+            continue
+        for f in files:
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                photos.append((name, f))
+            else:
+                skipped.append(f"{display_name(f)}: not an image file")
+    loose = sum(1 for f in entries if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    return PersonFolders(photos, skipped, loose)

@@ -13,6 +13,7 @@ import numpy as np
 from app.config import Paths, Settings
 from app.pipeline import consistency
 from app.pipeline.align import align_face, thumbnail_jpeg
+from app.pipeline.decision import Calibration, Decision, DecisionRule, load_calibration
 from app.pipeline.detector import REFINE_BELOW, FaceDetector, TilePlan, merge_detections
 from app.pipeline.embedder import EMBEDDING_VERSION, FaceEmbedder
 from app.pipeline.errors import NoFaceError, PersonError
@@ -56,18 +57,24 @@ class Recognizer:
     """
 
     def __init__(self, detector: FaceDetector, embedder: FaceEmbedder, store: FaceStore,
-                 index: FaceIndex, settings: Settings, model_dir: Path | None = None) -> None:
+                 index: FaceIndex, settings: Settings, model_dir: Path | None = None,
+                 calibration: Calibration | None = None) -> None:
         self.model_dir = model_dir
         self.detector = detector
         self.embedder = embedder
         self.store = store
         self.index = index
         self.settings = settings
+        self.rule = DecisionRule(calibration or load_calibration(model_dir), settings.false_accept,
+                                 settings.min_similarity)
 
     @classmethod
     def open(cls, paths: Paths, settings: Settings | None = None, *,
-             model_dir: Path | None = None) -> Recognizer:
-        """Load the models, open the store and load (or rebuild) the index."""
+             model_dir: Path | None = None, calibration: Calibration | None = None) -> Recognizer:
+        """Load the models, open the store and load (or rebuild) the index.
+
+        *calibration* replaces the decision rule's calibration shipped with the models.
+        """
         settings = (settings or Settings.load(paths.settings)).validated()
         paths.ensure()
         t0 = time.perf_counter()
@@ -75,6 +82,7 @@ class Recognizer:
         store = None
         try:
             embedder = FaceEmbedder(settings.threads, model_dir=model_dir)
+            calibration = calibration or load_calibration(model_dir)
             store = FaceStore(paths.db)
             index = FaceIndex(store.gallery(), paths.index, settings.search, embedder.threads)
         except BaseException:
@@ -85,7 +93,7 @@ class Recognizer:
         log.info("recognizer ready in %.0f ms: %d people, %d faces, %d threads",
                  (time.perf_counter() - t0) * 1000, index.people_count, len(index),
                  embedder.threads)
-        return cls(detector, embedder, store, index, settings, model_dir)
+        return cls(detector, embedder, store, index, settings, model_dir, calibration)
 
     def close(self) -> None:
         """Release the models and the store."""
@@ -102,8 +110,8 @@ class Recognizer:
     # -- settings ---------------------------------------------------------------
     @property
     def threshold(self) -> float:
-        """Similarity a person's score must reach to be named."""
-        return self.settings.match_threshold
+        """Decision score a face needs to be named, with the people enrolled now."""
+        return self.rule.threshold(self.index.people_count)
 
     def apply_settings(self, settings: Settings) -> None:
         """Take new settings; rebuilds only the parts they affect."""
@@ -111,6 +119,7 @@ class Recognizer:
         if settings.threads != self.settings.threads:  # may fail: change nothing until it worked
             self.embedder = FaceEmbedder(settings.threads, model_dir=self.model_dir)
         self.settings = settings
+        self.rule = DecisionRule(self.rule.calibration, settings.false_accept, settings.min_similarity)
         self.detector.min_confidence = settings.detection_confidence
         self.index.search_mode = settings.search
 
@@ -122,7 +131,11 @@ class Recognizer:
         emb = self.embedder.embed(np.stack(crops)) if crops else np.empty((0, 512), np.float32)
         return crops, emb
 
-    def _face(self, det: Detection, person_id: int | None, similarity: float,
+    def identify(self, embeddings: np.ndarray) -> list[Decision]:
+        """Who each embedded face is, by the decision rule (the one path for every caller)."""
+        return self.rule.decide_all(self.index.match(embeddings), self.index.people_count)
+
+    def _face(self, det: Detection, person_id: int | None, similarity: float, score: float,
               track: int | None = None, candidate: int | None = None) -> FaceResult:
         """A face's result, named with the person's *current* name (None: Unknown).
 
@@ -132,7 +145,8 @@ class Recognizer:
         name = self.index.name_of(person_id)
         best = self.index.name_of(candidate) if name is None else None
         return FaceResult(det.box, det.keypoints, det.score, name, similarity,
-                          person_id if name is not None else None, track, best)
+                          person_id if name is not None else None, track, score,
+                          self.rule.calibration.false_accept(score, self.index.people_count), best)
 
     def detect(self, rgb: np.ndarray, tracker: FaceTracker | None = None) -> list[Detection]:
         """Every face in a frame: the whole frame, then tiles for small faces.
@@ -188,18 +202,17 @@ class Recognizer:
         t2 = time.perf_counter()
         emb = self.embedder.embed(np.stack(crops)) if crops else None
         t3 = time.perf_counter()
-        matches = self.index.match(emb) if emb is not None else []
+        decisions = self.identify(emb) if emb is not None else []
         if tracker is not None:
-            for (track, _), e, m in zip(todo, emb if emb is not None else [], matches):
-                tracker.record(track, e, m, self.threshold, rgb, frame_index)
-                track.candidate = m.person_id
-            faces = tuple(self._face(d, t.shown_person, t.shown_similarity, t.id, t.candidate)
+            for (track, _), e, dec in zip(todo, emb if emb is not None else [], decisions):
+                tracker.record(track, e, dec, rgb, frame_index)
+                track.candidate = dec.candidate_id
+            faces = tuple(self._face(d, t.shown_person, t.shown_similarity, t.score, t.id, t.candidate)
                           for t, d in pairs)
         else:
-            faces = tuple(
-                self._face(d, m.person_id if m.similarity >= self.threshold else None, m.similarity,
-                           candidate=m.person_id)
-                for d, m in zip(dets, matches))
+            faces = tuple(self._face(d, dec.person_id, dec.similarity, dec.score,
+                                     candidate=dec.candidate_id)
+                          for d, dec in zip(dets, decisions))
         t4 = time.perf_counter()
         timings = {"detect": (t1 - t0 + tr) * 1e3, "align": (t2 - t1 - tr) * 1e3,
                    "embed": (t3 - t2) * 1e3, "search": (t4 - t3) * 1e3,

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from app.pipeline.decision import Decision
 from app.pipeline.detector import TILE_PER_FACE, Region, TilePlan, iou, square_around
-from app.pipeline.index import Match
 from app.pipeline.types import Detection
 
 #: Frames a track survives without a matching detection.
@@ -83,9 +83,11 @@ class Track:
     embedded_at: int = -(10**9)
     embedded_height: float = 0.0
     embedded_sharpness: float = 0.0
-    votes: deque[tuple[int | None, float]] = field(default_factory=lambda: deque(maxlen=VOTES))
+    # (person named by the decision rule or None, similarity, decision score) per embedding
+    votes: deque[tuple[int | None, float, float]] = field(default_factory=lambda: deque(maxlen=VOTES))
     person_id: int | None = None
     similarity: float = 0.0
+    score: float = -1.0  # decision score (`app.pipeline.decision`) behind the identity
     embedding: np.ndarray | None = None
     suspect: np.ndarray | None = None  # an embedding unlike the track's, awaiting a second look
     candidate: int | None = None  # the best match of the latest embedding, named or not
@@ -229,7 +231,7 @@ class FaceTracker:
             return True
         return age >= 2 and patch_sharpness(rgb, track.det) >= SHARPER * track.embedded_sharpness
 
-    def record(self, track: Track, embedding: np.ndarray, match: Match, threshold: float,
+    def record(self, track: Track, embedding: np.ndarray, decision: Decision,
                rgb: np.ndarray, frame_index: int) -> None:
         """Add one embedding's verdict to the track's vote and update its identity.
 
@@ -253,14 +255,19 @@ class FaceTracker:
         track.embedded_at = frame_index
         track.embedded_height = track.det.raw_box[3]
         track.embedded_sharpness = patch_sharpness(rgb, track.det)
-        pid = match.person_id if match.person_id is not None and match.similarity >= threshold else None
-        track.votes.append((pid, match.similarity))
-        counts = Counter(p for p, _ in track.votes)
-        # Most votes wins; a tie keeps the current identity, so names do not flicker.
+        # Each embedding votes for the person the decision rule names from it alone (None
+        # for Unknown), at the same false-accept target as a photo; most votes wins and a
+        # tie keeps the current identity, so names do not flicker. A name is therefore shown
+        # only while most of the track's recent embeddings meet the target on their own.
+        track.votes.append((decision.person_id, decision.similarity, decision.score))
+        counts = Counter(p for p, _, _ in track.votes)
         winner = max(counts, key=lambda p: (counts[p], p == track.person_id))
         track.person_id = winner
-        sims = [s for p, s in track.votes if p == winner]
-        track.similarity = float(np.mean(sims)) if winner is not None else float(match.similarity)
+        if winner is None:
+            track.similarity, track.score = float(decision.similarity), float(decision.score)
+        else:
+            track.similarity = float(np.mean([s for p, s, _ in track.votes if p == winner]))
+            track.score = float(np.mean([d for p, _, d in track.votes if p == winner]))
 
 
 def patch_sharpness(rgb: np.ndarray, det: Detection, size: int = 48) -> float:

@@ -50,6 +50,9 @@ class FaceResult:
 
     ``name`` is None for Unknown; ``similarity`` is the best person's score even then,
     so a user can see how close it came, and ``candidate`` names that person.
+    ``decision_score`` is what the decision rule compared with its threshold
+    (`app.pipeline.decision`), and ``false_accept`` the estimated share of strangers who
+    would score as high against this gallery.
     """
 
     box: tuple[int, int, int, int]
@@ -59,6 +62,8 @@ class FaceResult:
     similarity: float
     person_id: int | None = None
     track: int | None = None
+    decision_score: float | None = None
+    false_accept: float | None = None
     candidate: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -69,6 +74,10 @@ class FaceResult:
             "similarity": round(float(self.similarity), 4),
             "score": round(float(self.score), 4),
         }
+        if self.decision_score is not None:
+            out["decision_score"] = round(float(self.decision_score), 4)
+        if self.false_accept is not None:
+            out["false_accept"] = float(f"{self.false_accept:.3g}")
         if self.track is not None:
             out["track"] = self.track
         return out

@@ -807,7 +807,7 @@ class MainWindow(QMainWindow):
 
     def open_settings_dialog(self) -> SettingsDialog:
         """Open the settings dialog; on OK, save and apply the settings."""
-        dlg = SettingsDialog(self.settings, self)
+        dlg = SettingsDialog(self.settings, self, people=len(self.people))
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dlg.accepted.connect(lambda: self.apply_settings(dlg.settings()))
         dlg.open()

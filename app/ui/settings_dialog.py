@@ -1,4 +1,4 @@
-"""The settings dialog: recognition, camera and threads; the log's retention; expert options."""
+"""The settings dialog: strictness, detection, search, camera, threads; log retention; expert."""
 
 from __future__ import annotations
 
@@ -16,14 +16,18 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
-from app.config import DEFAULT_MATCH_THRESHOLD, Settings
+from app.config import DEFAULT_FALSE_ACCEPT, Settings
+from app.pipeline.decision import describe_target, load_calibration
+from app.pipeline.errors import ModelError
 from app.ui.screen import fit_to_screen
+
+#: Strictness choices: the share of strangers who may be named.
+STRICTNESS = (0.01, 0.005, 0.001, 0.0001, 0.00001)
 
 SEARCH_MODES = (
     ("auto", "Automatic (exact for small galleries, HNSW for large)"),
@@ -35,29 +39,44 @@ SEARCH_MODES = (
 class SettingsDialog(QDialog):
     """Edit a copy of `Settings`; read the result with `settings()` after accept."""
 
-    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+    def __init__(self, settings: Settings, parent: QWidget | None = None,
+                 people: int | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("settingsDialog")
         self.setWindowTitle("Settings")
         self._original = settings.validated()
+        self._people = people
         s = self._original
         defaults = Settings()
 
-        self.threshold = QDoubleSpinBox()
-        self.threshold.setRange(0.0, 1.0)
-        self.threshold.setSingleStep(0.01)
-        self.threshold.setDecimals(2)
-        self.threshold.setValue(s.match_threshold)
-        self.threshold.setToolTip("Cosine similarity a face must reach to be named; below "
-                                  "it the face is shown as Unknown. Higher: fewer false "
-                                  "names, more Unknowns.")
-        reset = QPushButton(f"Default ({DEFAULT_MATCH_THRESHOLD:.2f})")
-        reset.clicked.connect(lambda: self.threshold.setValue(DEFAULT_MATCH_THRESHOLD))
-        row = QHBoxLayout()
-        row.addWidget(self.threshold, 1)
-        row.addWidget(reset)
-        self.threshold_hint = QLabel(f"Calibrated default: {DEFAULT_MATCH_THRESHOLD:.2f}")
-        self.threshold_hint.setStyleSheet("color: #6b7280;")
+        self.strictness = QComboBox()
+        choices = sorted(set(STRICTNESS) | {s.false_accept}, reverse=True)
+        for rate in choices:
+            label = describe_target(rate) + " may be named"
+            if rate == DEFAULT_FALSE_ACCEPT:
+                label += " (default)"
+            self.strictness.addItem(label[0].upper() + label[1:], rate)
+        self.strictness.setCurrentIndex(choices.index(s.false_accept))
+        self.strictness.setToolTip(
+            "How often a stranger may be given the name of someone enrolled. facerec keeps "
+            "this share the same however many people are enrolled. Stricter: fewer false "
+            "names, and more enrolled faces left Unknown.")
+        self.rule_hint = QLabel()
+        self.rule_hint.setStyleSheet("color: #6b7280;")
+        self.rule_hint.setWordWrap(True)
+
+        self.min_similarity = QDoubleSpinBox()
+        self.min_similarity.setRange(0.0, 1.0)
+        self.min_similarity.setSingleStep(0.01)
+        self.min_similarity.setDecimals(2)
+        self.min_similarity.setSpecialValueText("None")
+        self.min_similarity.setValue(s.min_similarity)
+        self.min_similarity.setToolTip(
+            "For experts: a raw cosine similarity the best match must also reach (the number "
+            "shown beside each name). It can only make naming stricter.")
+        self.strictness.currentIndexChanged.connect(self._update_hint)
+        self.min_similarity.valueChanged.connect(self._update_hint)
+        self._update_hint()
 
         self.confidence = QDoubleSpinBox()
         self.confidence.setRange(0.05, 0.99)
@@ -90,8 +109,9 @@ class SettingsDialog(QDialog):
         self.threads.setValue(s.threads)
 
         form = QFormLayout()
-        form.addRow("Match threshold:", row)
-        form.addRow("", self.threshold_hint)
+        form.addRow("Strictness:", self.strictness)
+        form.addRow("", self.rule_hint)
+        form.addRow("Minimum similarity (expert):", self.min_similarity)
         form.addRow("Detection confidence:", self.confidence)
         form.addRow("Search:", self.search)
         form.addRow("Camera resolution:", res)
@@ -140,10 +160,31 @@ class SettingsDialog(QDialog):
         lay.addWidget(self.show_candidates)
         return box
 
+    def _update_hint(self) -> None:
+        """Say what the strictness means now, in raw scores, for experts."""
+        rate = float(self.strictness.currentData())
+        try:
+            cal = load_calibration()
+        except ModelError as exc:
+            self.rule_hint.setText(f"The decision rule's calibration is unavailable: {exc}")
+            return
+        n = self._people
+        score = (f"best similarity − {cal.runner_up_weight:g} × the runner-up's"
+                 if cal.runner_up_weight else "best similarity")
+        if n:
+            text = (f"With {n} {'person' if n == 1 else 'people'} enrolled, a face is named "
+                    f"when its decision score ({score}) reaches {cal.threshold(n, rate):.3f}.")
+        else:
+            text = (f"A face is named when its decision score ({score}) reaches "
+                    f"{cal.threshold(1, rate):.3f} with one person enrolled, "
+                    f"{cal.threshold(100, rate):.3f} with 100.")
+        self.rule_hint.setText(text)
+
     def restore_defaults(self) -> None:
         """Put every field back to its default."""
         d = Settings()
-        self.threshold.setValue(d.match_threshold)
+        self.strictness.setCurrentIndex(max(0, self.strictness.findData(d.false_accept)))
+        self.min_similarity.setValue(d.min_similarity)
         self.confidence.setValue(d.detection_confidence)
         self.search.setCurrentIndex(self.search.findData(d.search))
         self.width_box.setValue(d.camera_width)
@@ -156,7 +197,8 @@ class SettingsDialog(QDialog):
         """The settings as edited."""
         return replace(
             self._original,
-            match_threshold=round(self.threshold.value(), 2),
+            false_accept=float(self.strictness.currentData()),
+            min_similarity=round(self.min_similarity.value(), 2),
             detection_confidence=round(self.confidence.value(), 2),
             search=str(self.search.currentData()),
             camera_width=self.width_box.value(),

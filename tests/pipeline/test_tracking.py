@@ -229,3 +229,20 @@ def test_an_unknown_face_names_its_best_candidate(rec: Recognizer, face_video: P
     still = rec.process(frames[50]).faces[0]
     assert still.name is None and still.candidate in ("Obama", "Biden")
     assert rec.process(frames[0]).faces[0].candidate is None  # named faces carry none
+
+
+def test_video_names_follow_the_decision_rule(data_dir: Path, face_video: Path) -> None:
+    """A track is named only when most of its embeddings meet the rule's bar on their own."""
+    def names_on(settings: Settings) -> list[str | None]:
+        with Recognizer.open(Paths(data_dir), settings) as r:
+            tracker = FaceTracker()
+            return [f.name for i, frame in enumerate(frames_of(face_video))
+                    for f in r.process(frame, i, tracker).faces]
+
+    with Recognizer.open(Paths(data_dir), Settings()) as r:
+        r.enroll("Obama", [r.enroll_file(FR / "obama.jpg").face])
+        r.enroll("Biden", [r.enroll_file(FR / "biden.jpg").face])
+        obama_score = r.identify(r.enroll_file(FR / "obama3.jpg").face.embedding[None])[0].similarity
+    assert names_on(Settings()).count("Obama") == 24
+    # An expert minimum similarity above what Obama's frames reach leaves him Unknown.
+    assert "Obama" not in names_on(Settings(min_similarity=round(obama_score + 0.05, 2)))

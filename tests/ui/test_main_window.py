@@ -101,7 +101,7 @@ def test_enroll_recognise_rename_delete(qtbot, make_window, face_video, monkeypa
     # The log has one row per appearance, not one per frame.
     rows = win.log_panel.rows()
     assert [n for n, _ in rows].count("Obama") == 1
-    assert float(dict(rows)["Obama"]) >= Settings().match_threshold
+    assert float(dict(rows)["Obama"]) > 0.6  # a clear match's raw similarity
 
     # Rename in the people manager: the new name appears on the live view.
     people = win.open_people_dialog()
@@ -300,25 +300,34 @@ def test_close_stops_worker_and_remembers_geometry(qtbot, paths, face_video):  #
 
 
 def test_settings_dialog_saves_and_applies(qtbot, make_window, paths):  # noqa: ANN001
-    from app.config import DEFAULT_MATCH_THRESHOLD
+    from app.config import DEFAULT_FALSE_ACCEPT
+    from app.pipeline.decision import load_calibration
 
     win = make_window(None)
     dlg = win.open_settings_dialog()
-    assert f"{DEFAULT_MATCH_THRESHOLD:.2f}" in dlg.threshold_hint.text()
-    dlg.threshold.setValue(0.9)
+    assert dlg.strictness.currentData() == DEFAULT_FALSE_ACCEPT
+    assert "About 1 stranger in 200 may be named (default)" == dlg.strictness.currentText()
+    # The raw score behind the strictness, for experts.
+    cal = load_calibration()
+    assert f"{cal.threshold(1, DEFAULT_FALSE_ACCEPT):.3f}" in dlg.rule_hint.text()
+    dlg.strictness.setCurrentIndex(dlg.strictness.findData(0.001))
+    assert f"{cal.threshold(1, 0.001):.3f}" in dlg.rule_hint.text()
+    dlg.min_similarity.setValue(0.3)
     dlg.search.setCurrentIndex(dlg.search.findData("exact"))
     dlg.threads.setValue(1)
     dlg.retention.setValue(7)
     dlg.show_candidates.setChecked(True)
     dlg.accept()
     saved = Settings.load(paths.settings)
-    assert (saved.match_threshold, saved.search, saved.threads) == (0.9, "exact", 1)
+    assert (saved.false_accept, saved.min_similarity, saved.search, saved.threads) == \
+        (0.001, 0.3, "exact", 1)
     assert (saved.log_retention_days, saved.show_candidates) == (7, True)
     assert win.view.show_candidates
     got = []
-    win.worker.call(lambda rec, reply: rec.threshold, on_done=got.append)
+    win.worker.call(lambda rec, reply: (rec.rule.target, rec.rule.min_similarity),
+                    on_done=got.append)
     qtbot.waitUntil(lambda: bool(got), timeout=30000)
-    assert got == [0.9]
+    assert got == [(0.001, 0.3)]
 
 
 def test_log_export_csv(qtbot, make_window, face_video, tmp_path, monkeypatch):  # noqa: ANN001

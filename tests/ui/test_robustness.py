@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from app.cli import main
 from app.pipeline.store import FaceStore
-from tests.conftest import FR
+from tests.conftest import DEEPFACE, FR
 from tests.corpus import ACCEPT, CORPUS, build
 from tests.ui.test_main_window import OBAMA, names, wait_for_payload
 
 
-def test_bad_photo_corpus_in_the_enroll_dialog(qtbot, make_window, face_video, tmp_path, paths):  # noqa: ANN001
-    win = make_window(face_video)
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The face video's people, 50 s long: a file plays in real time, and the 6 s clip can
+    end while a loaded machine is still checking the photos (then nothing is painted)."""
+    from tests.video import write_slideshow
+
+    path = tmp_path_factory.mktemp("long") / "people.avi"
+    return write_slideshow(path, [FR / "obama3.jpg", FR / "biden.jpg", DEEPFACE / "img3.jpg"],
+                           frames_each=200, size=(640, 480), fps=12.0)
+
+
+def test_bad_photo_corpus_in_the_enroll_dialog(qtbot, make_window, long_video, tmp_path, paths):  # noqa: ANN001
+    win = make_window(long_video)
     files = [build(kind, tmp_path) for kind in sorted(CORPUS)]
     dlg = win.open_enroll_dialog()
     dlg.name_edit.setText("Obama")
