@@ -109,6 +109,10 @@ class Settings:
         Requested camera resolution (the camera may pick the nearest it supports).
     threads : int
         Inference threads for the embedder; 0 picks the number of cores.
+    log_retention_days : int
+        Days the recognition log keeps a row; 0 keeps every row.
+    show_candidates : bool
+        Expert: label an Unknown face with its best candidate and score.
     """
 
     false_accept: float = DEFAULT_FALSE_ACCEPT
@@ -118,6 +122,8 @@ class Settings:
     camera_width: int = 1280
     camera_height: int = 720
     threads: int = 0
+    log_retention_days: int = 30
+    show_candidates: bool = False
 
     def validated(self) -> Settings:
         """Return a copy with every field clamped to its legal range."""
@@ -130,6 +136,8 @@ class Settings:
         s.camera_width = min(max(int(s.camera_width), 160), 7680)
         s.camera_height = min(max(int(s.camera_height), 120), 4320)
         s.threads = min(max(int(s.threads), 0), 64)
+        s.log_retention_days = min(max(int(s.log_retention_days), 0), 3650)
+        s.show_candidates = bool(s.show_candidates)
         return s
 
     @classmethod
