@@ -15,7 +15,7 @@ import shlex
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 #: How often `watch` looks for changes to the gallery made elsewhere (seconds).
 WATCH_REFRESH_S = 0.5
+#: Seconds between writes of the recognition log during ``watch --log``.
+LOG_FLUSH_S = 2.0
 
 
 class UsageError(Exception):
@@ -80,25 +82,62 @@ def _require_enroll(store) -> None:  # noqa: ANN001
                                 "enrolling waits until it is back (nothing was saved)")
 
 
-def cmd_enroll(args: argparse.Namespace) -> int:
-    """Add the largest face of each image to a person."""
+def _person_name(text: str) -> str:
+    """A person's name from the command line; an empty or invalid one is a usage error."""
+    from app.pipeline.errors import PersonError
     from app.pipeline.store import normalize_name
 
-    name = normalize_name(args.name)
+    try:
+        return normalize_name(text)
+    except PersonError as exc:
+        raise UsageError(f"{exc}: {text!r}") from None
+
+
+def _screen(labels: Sequence[str], flags: Sequence, force: bool, target: str) -> list[bool]:  # type: ignore[type-arg]
+    """Which flagged faces may be saved: a refused one gets one line on stderr."""
+    keep = []
+    for label, flag in zip(labels, flags):
+        if flag is None:
+            keep.append(True)
+        elif force:
+            _note(f"warning: {label}: {flag.reason}; saved to {target} anyway (--force)")
+            keep.append(True)
+        else:
+            _err(f"{label}: {flag.reason}; not saved to {target} (check it, or pass --force)")
+            keep.append(False)
+    return keep
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    """Add the largest face of each image to a person, after the same-person checks."""
+    from app.pipeline.imageio import display_name
+
+    name = _person_name(args.name)
     with _open_recognizer(args) as rec:
         _require_enroll(rec.store)
-        faces, failed = [], 0
+        faces, labels, failed = [], [], 0
         for path in args.images:
             try:
-                faces.append(rec.enroll_file(path).face)
+                faces.append(rec.enroll_file(path, check_quality=True).face)
+                labels.append(display_name(path))
             except (ImageError, NoFaceError) as exc:
                 _err(str(exc))
                 failed += 1
+        existing = rec.store.person(name)
+        target = existing.name if existing else name
+        keep = _screen(labels, rec.check_faces(name, [f.embedding for f in faces]) if faces else [],
+                       args.force, target)
+        faces = [f for f, k in zip(faces, keep) if k]
+        failed += keep.count(False)
         if not faces:
-            _err(f"nothing enrolled for {name!r}")
+            _err(f"nothing enrolled for {target!r}")
             return EXIT_FAIL
         person = rec.enroll(name, faces)
-        print(f"enrolled {len(faces)} face(s) for {person.name} ({person.face_count} in total)")
+        if existing is not None:
+            print(f"added {len(faces)} face(s) to the existing person {person.name} "
+                  f"({person.face_count} in total)")
+        else:
+            print(f"enrolled {len(faces)} face(s) for {person.name} (a new person)")
     return EXIT_FAIL if failed else EXIT_OK
 
 
@@ -118,21 +157,31 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise FacerecError(f"{display_name(root)}: no photos to import (expected one subfolder "
                            "of photos per person)")
     batches: dict[str, list] = {}
+    labels: dict[str, list[str]] = {}
+    refused = 0
     with _open_recognizer(args) as rec:
         _require_enroll(rec.store)
         for name, f in tqdm(jobs, desc="importing", unit="photo", disable=None, file=sys.stderr):
             try:
-                batches.setdefault(name, []).append(rec.enroll_file(f).face)
+                batches.setdefault(name, []).append(rec.enroll_file(f, check_quality=True).face)
+                labels.setdefault(name, []).append(display_name(f))
             except (ImageError, NoFaceError) as exc:
                 skipped.append(str(exc))
+        for name, faces in list(batches.items()):
+            if faces:
+                keep = _screen(labels[name], rec.check_faces(name, [x.embedding for x in faces]),
+                               args.force, name)
+                refused += keep.count(False)
+                batches[name] = [x for x, k in zip(faces, keep) if k]
         batches = {n: fs for n, fs in batches.items() if fs}
         if batches:
             rec.enroll_many(list(batches.items()))
     added = sum(len(v) for v in batches.values())
-    print(f"imported {added} face(s) for {len(batches)} people; skipped {len(skipped)} file(s)")
+    print(f"imported {added} face(s) for {len(batches)} people; skipped {len(skipped)} file(s)"
+          + (f"; refused {refused} face(s) that failed the same-person checks" if refused else ""))
     for line in skipped:
         _note(f"  skipped {line}")
-    return EXIT_OK if added else EXIT_FAIL
+    return EXIT_OK if added and not refused else EXIT_FAIL
 
 
 def cmd_people(args: argparse.Namespace) -> int:
@@ -154,17 +203,87 @@ def cmd_people(args: argparse.Namespace) -> int:
 
 def cmd_rename(args: argparse.Namespace) -> int:
     """Rename a person."""
+    old, new = _person_name(args.old), _person_name(args.new)
     with _open_recognizer(args) as rec:
-        person = rec.rename(args.old, args.new)
+        person = rec.rename(old, new)
     print(f"renamed to {person.name}")
     return EXIT_OK
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
     """Delete a person and all their faces."""
+    name = _person_name(args.name)
     with _open_recognizer(args) as rec:
-        person = rec.remove(args.name)
+        person = rec.remove(name)
     print(f"removed {person.name} and {person.face_count} face(s)")
+    return EXIT_OK
+
+
+def cmd_faces(args: argparse.Namespace) -> int:
+    """List a person's faces with their ids, and any same-person flag."""
+    name = _person_name(args.name)
+    with _open_recognizer(args) as rec:
+        faces = rec.faces_of(name)
+        flags = rec.audit(name)
+        person = rec.store.person(name)
+    assert person is not None
+    if args.json:
+        print(json.dumps([{
+            "id": f.id, "source": f.source, "embedder": f.embedder,
+            "created": datetime.fromtimestamp(f.created, timezone.utc).isoformat(),
+            "flag": flags[f.id].reason if f.id in flags else None} for f in faces],
+            ensure_ascii=False))
+        return EXIT_OK
+    if not faces:
+        _note(f"{person.name} has no faces; add some with: facerec enroll {person.name!r} PHOTO...")
+        return EXIT_OK
+    width = max(len(f.source or "-") for f in faces)
+    for f in faces:
+        when = datetime.fromtimestamp(f.created).strftime("%Y-%m-%d %H:%M")
+        line = f"{f.id:>6}  {f.source or '-':<{width}}  {when}"
+        print(line + (f"  flagged: {flags[f.id].reason}" if f.id in flags else ""))
+    return EXIT_OK
+
+
+def cmd_remove_face(args: argparse.Namespace) -> int:
+    """Delete single faces by id (their person stays)."""
+    from app.pipeline.errors import PersonError
+
+    with _open_recognizer(args) as rec:
+        owners = {}
+        for face_id in args.ids:
+            info = rec.store.face(face_id)
+            if info is None:
+                raise PersonError(f"no face with id {face_id}")
+            owners[face_id] = info.person_id
+        rec.remove_faces(args.ids)
+        for pid in dict.fromkeys(owners.values()):
+            person = rec.store.person_by_id(pid)
+            gone = [i for i, p in owners.items() if p == pid]
+            if person is not None:
+                print(f"removed {_faces_text(gone)} from {person.name} "
+                      f"({person.face_count} left)")
+    return EXIT_OK
+
+
+def _faces_text(ids: Sequence[int]) -> str:
+    return f"face {ids[0]}" if len(ids) == 1 else f"faces {', '.join(map(str, ids))}"
+
+
+def cmd_move_face(args: argparse.Namespace) -> int:
+    """Give faces to another person, after the same-person checks."""
+    to = _person_name(args.to)
+    with _open_recognizer(args) as rec:
+        existing = rec.store.person(to)
+        target = existing.name if existing else to
+        flags = rec.check_move(args.ids, to)
+        keep = _screen([f"face {i}" for i in args.ids], flags, args.force, target)
+        if not all(keep):
+            _err(f"nothing moved to {target!r}")
+            return EXIT_FAIL
+        person = rec.move_faces(args.ids, to)
+    what = "the existing person" if existing is not None else "a new person"
+    print(f"moved {_faces_text(args.ids)} to {what} {person.name} ({person.face_count} in total)")
     return EXIT_OK
 
 
@@ -204,7 +323,6 @@ def _print_faces(label: str, faces: Sequence) -> None:  # type: ignore[type-arg]
 def cmd_watch(args: argparse.Namespace) -> int:
     """Run recognition on a camera, video file or stream."""
     from app.pipeline.shared import describe_offline
-    from app.pipeline.sightings import SightingLog
     from app.pipeline.sources import LatestFrameGrabber, VideoSource
     from app.pipeline.tracking import FaceTracker
 
@@ -218,7 +336,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     with _open_recognizer(args) as rec:
         grabber = LatestFrameGrabber(source) if source.is_live else None
         tracker = FaceTracker()
-        log_rows = SightingLog(rec.store, str(args.source)) if args.log else None
+        journal = _watch_log(rec, settings, source, lambda: frames) if args.log else None
+        flushed_at, logged = time.monotonic(), set()
         next_check = 0.0
         try:
             while args.max_frames is None or frames < args.max_frames:
@@ -238,8 +357,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
                               else f"note: shared gallery back online (frame {frames})")
                         offline = since
                 res = rec.process(frame, frames, tracker)
-                if log_rows is not None:
-                    log_rows.update(res)
+                if journal is not None:
+                    journal.update(res)
                 if args.json:
                     print(json.dumps({"frame": frames, "faces": [f.to_json() for f in res.faces]},
                                      ensure_ascii=False), flush=True)
@@ -250,12 +369,16 @@ def cmd_watch(args: argparse.Namespace) -> int:
                         unknown += 1
                     else:
                         names[f.name] += 1
+                if journal is not None and time.monotonic() - flushed_at > LOG_FLUSH_S:
+                    logged.update(r.id for r in journal.flush(rec.store))
+                    flushed_at = time.monotonic()
         except KeyboardInterrupt:
             interrupted = True
         finally:
             (grabber or source).close()
-            if log_rows is not None:
-                log_rows.flush(final=True)
+            if journal is not None:
+                logged.update(r.id for r in journal.flush(rec.store))
+                _note(f"recognition log: {len(logged)} appearance(s) written")
     # Closing a shared store sends what it can; what is left waits in the local queue.
     queued = getattr(rec.store, "left_queued", 0)
     dt = time.perf_counter() - t0
@@ -265,9 +388,52 @@ def cmd_watch(args: argparse.Namespace) -> int:
           + ("; interrupted" if interrupted else ""))
     for name, n in names.most_common():
         _note(f"  {name}: {n} frame(s)")
-    if log_rows is not None:
-        _note(f"recognition log: {len(log_rows.recorded)} appearance(s) written"
-              + (f", {queued} waiting for the shared gallery" if queued else ""))
+    if queued:
+        _note(f"recognition log: {queued} row(s) wait in this workstation's queue for the shared "
+              "gallery (sent when it is back)")
+    return EXIT_OK
+
+
+def _watch_log(rec, settings: Settings, source, position: Callable[[], int]):  # noqa: ANN001, ANN202
+    """The recognition log of a ``watch --log`` run (old rows pruned first).
+
+    A file is processed faster or slower than it plays, so its appearances are timed
+    by the video's own clock (frame number / fps, from the start of the run); a camera
+    or stream by the real one.
+    """
+    from app.pipeline.appearances import AppearanceLog, prune
+
+    try:
+        prune(rec.store, settings.log_retention_days)
+    except FacerecError as exc:  # e.g. a shared gallery that is offline: log on, prune later
+        log.warning("recognition log not pruned: %s", exc)
+    if source.is_live:
+        return AppearanceLog(source.spec.describe())
+    start, fps = time.time(), source.fps
+    return AppearanceLog(source.spec.describe(), clock=lambda: start + position() / fps,
+                         monotonic=lambda: position() / fps)
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    """Print the recognition log, newest first."""
+    from app.pipeline.store import FaceStore
+
+    with FaceStore(args.paths.ensure().db) as store:
+        rows = store.sightings(args.limit)
+    if args.json:
+        print(json.dumps([{
+            "id": r.id, "name": r.name, "similarity": round(r.similarity, 4),
+            "started": datetime.fromtimestamp(r.started, timezone.utc).isoformat(),
+            "last_seen": datetime.fromtimestamp(r.last_seen, timezone.utc).isoformat(),
+            "frames": r.frames, "source": r.source, "track": r.track, "station": r.station}
+            for r in rows], ensure_ascii=False))
+        return EXIT_OK
+    if not rows:
+        _note("the recognition log is empty (the desktop app and `facerec watch --log` write it)")
+    for r in rows:
+        when = datetime.fromtimestamp(r.started).strftime("%Y-%m-%d %H:%M:%S")
+        who = r.name if r.name is not None else f"Unknown (track {r.track})" if r.track else "Unknown"
+        print(f"{when}  {who}  {r.similarity:.3f}  {r.last_seen - r.started:.0f} s  {r.source}")
     return EXIT_OK
 
 
@@ -728,13 +894,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
+    force_help = ("save faces that fail the same-person checks too (they look unlike the "
+                  "person's other faces, or like someone else)")
     s = sub.add_parser("enroll", help="add the largest face of each image to NAME")
     s.add_argument("name", metavar="NAME")
     s.add_argument("images", metavar="IMAGE", nargs="+")
+    s.add_argument("--force", action="store_true", help=force_help)
     s.set_defaults(func=cmd_enroll)
 
     s = sub.add_parser("import", help="import DIR with one subfolder of photos per person")
     s.add_argument("dir", metavar="DIR")
+    s.add_argument("--force", action="store_true", help=force_help)
     s.set_defaults(func=cmd_import)
 
     s = sub.add_parser("people", help="list enrolled people")
@@ -750,6 +920,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name", metavar="NAME")
     s.set_defaults(func=cmd_remove)
 
+    s = sub.add_parser("faces", help="list a person's faces with their ids")
+    s.add_argument("name", metavar="NAME")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=cmd_faces)
+
+    s = sub.add_parser("remove-face", help="delete single faces by id (see: facerec faces NAME)")
+    s.add_argument("ids", metavar="ID", type=_positive_int, nargs="+")
+    s.set_defaults(func=cmd_remove_face)
+
+    s = sub.add_parser("move-face", help="give faces (by id) to another person")
+    s.add_argument("ids", metavar="ID", type=_positive_int, nargs="+")
+    s.add_argument("--to", metavar="NAME", required=True,
+                   help="the person to give them to (created if missing)")
+    s.add_argument("--force", action="store_true", help=force_help)
+    s.set_defaults(func=cmd_move_face)
+
     s = sub.add_parser("identify", help="name the faces in images")
     s.add_argument("images", metavar="IMAGE", nargs="+")
     s.add_argument("--json", action="store_true", help="print one JSON array")
@@ -760,9 +946,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="one JSON object per frame")
     s.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
     s.add_argument("--log", action="store_true",
-                   help="write appearances to the recognition log in the store (with a shared "
-                        "gallery, queued here while it is offline)")
+                   help="write appearances to the recognition log (see: facerec log); with a "
+                        "shared gallery they are queued here while it is offline")
     s.set_defaults(func=cmd_watch)
+
+    s = sub.add_parser("log", help="print the recognition log, newest first")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.add_argument("--limit", type=_positive_int, default=100, metavar="N",
+                   help="at most N rows (default 100)")
+    s.set_defaults(func=cmd_log)
 
     s = sub.add_parser("eval", help="verification metrics on a pairs file (CSV or LFW pairs.txt)")
     s.add_argument("pairs", metavar="PAIRS", help="file_x,file_y,Decision CSV, or LFW's pairs.txt")
@@ -904,7 +1096,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ[ENV_STORE] = args.store
     # Commands that change the store keep a log file in the data directory; the GUI sets
     # up its own; read-only commands only print.
-    writes = args.command in ("enroll", "import", "rename", "remove", "migrate", "setup")
+    writes = args.command in ("enroll", "import", "rename", "remove", "remove-face", "move-face",
+                              "migrate", "setup")
     setup_logging(args.paths.logs if writes else None, args.verbose)
     from app.pipeline.store import is_url
 

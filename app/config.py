@@ -111,6 +111,10 @@ class Settings:
         Requested camera resolution (the camera may pick the nearest it supports).
     threads : int
         Inference threads for the embedder; 0 picks the number of cores.
+    log_retention_days : int
+        Days the recognition log keeps a row; 0 keeps every row.
+    show_candidates : bool
+        Expert: label an Unknown face with its best candidate and score.
     store : str
         A shared gallery's URL (``postgresql://...``); empty for the local SQLite store.
         ``--store`` and ``FACEREC_STORE`` take precedence.
@@ -123,6 +127,8 @@ class Settings:
     camera_width: int = 1280
     camera_height: int = 720
     threads: int = 0
+    log_retention_days: int = 30
+    show_candidates: bool = False
     store: str = ""
 
     def validated(self) -> Settings:
@@ -136,6 +142,8 @@ class Settings:
         s.camera_width = min(max(int(s.camera_width), 160), 7680)
         s.camera_height = min(max(int(s.camera_height), 120), 4320)
         s.threads = min(max(int(s.threads), 0), 64)
+        s.log_retention_days = min(max(int(s.log_retention_days), 0), 3650)
+        s.show_candidates = bool(s.show_candidates)
         s.store = str(s.store).strip()
         return s
 

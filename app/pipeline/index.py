@@ -314,6 +314,36 @@ class FaceIndex:
         order = np.argsort(-top, axis=1)
         return np.take_along_axis(rows, order, 1), np.take_along_axis(top, order, 1)
 
+    def faces_of(self, person_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """A person's face ids and their (unit) embeddings; empty if they have none."""
+        rows = self._rows_of.get(int(person_id))
+        if rows is None:
+            return np.empty(0, np.int64), np.empty((0, EMBEDDING_DIM), np.float32)
+        return self._ids[rows], self._vecs[rows]
+
+    def person_scores(self, query: np.ndarray, exclude_faces: np.ndarray | None = None
+                      ) -> list[tuple[float, int]]:
+        """(score, person id) of the candidate people for one query, best first.
+
+        The same per-person rule as `match` (mean of a person's best `faces_per_decision`
+        similarities), over the people among the nearest faces, computed without the
+        faces in *exclude_faces* (e.g. the face being checked, when it is stored).
+        """
+        q = np.ascontiguousarray(query, dtype=np.float32).reshape(EMBEDDING_DIM)
+        (rows,), _ = self.candidates(q[None], CANDIDATES + (0 if exclude_faces is None
+                                                          else len(exclude_faces)))
+        skip = np.zeros(len(self), bool) if exclude_faces is None else np.isin(self._ids, exclude_faces)
+        scores = []
+        for pid in dict.fromkeys(self._pids[rows[~skip[rows]]].tolist()):
+            own = self._rows_of[pid]
+            own = own[~skip[own]]
+            sims = self._vecs[own] @ q
+            m = faces_per_decision(own.size)
+            best = np.partition(sims, sims.size - m)[sims.size - m:] if m < sims.size else sims
+            scores.append((float(best.mean()), int(pid)))
+        scores.sort(reverse=True)
+        return scores
+
     def match(self, queries: np.ndarray) -> list[Match]:
         """The best *person* for each query embedding, by the per-person rule above.
 

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from app.config import Paths, Settings, store_location
+from app.pipeline import consistency
 from app.pipeline.align import align_face, thumbnail_jpeg
 from app.pipeline.decision import Calibration, Decision, DecisionRule, load_calibration
 from app.pipeline.detector import REFINE_BELOW, FaceDetector, TilePlan, merge_detections
@@ -19,7 +19,16 @@ from app.pipeline.embedder import EMBEDDING_VERSION, FaceEmbedder
 from app.pipeline.errors import NoFaceError, PersonError
 from app.pipeline.imageio import display_name, load_image
 from app.pipeline.index import FaceIndex
-from app.pipeline.store import FaceInfo, NewFace, Person, Store, normalize_name, open_store
+from app.pipeline.quality import MIN_SHARPNESS, sharpness
+from app.pipeline.store import (
+    EMBEDDING_DIM,
+    FaceInfo,
+    NewFace,
+    Person,
+    Store,
+    normalize_name,
+    open_store,
+)
 from app.pipeline.tracking import FaceTracker
 from app.pipeline.types import Detection, FaceResult, FrameResult
 
@@ -27,8 +36,6 @@ log = logging.getLogger(__name__)
 
 #: Smallest face (box height in pixels) accepted for enrollment.
 MIN_ENROLL_FACE_PX = 48
-#: Sharpness floor for enrollment snapshots: variance of the Laplacian of the crop.
-MIN_ENROLL_SHARPNESS = 20.0
 
 
 @dataclass(frozen=True)
@@ -38,12 +45,6 @@ class EnrollFace:
     face: NewFace
     crop: np.ndarray
     detection: Detection
-
-
-def sharpness(crop: np.ndarray) -> float:
-    """Variance of the Laplacian of the grey crop: low means blurred."""
-    grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
-    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 
 def largest_face_embedding(detector: FaceDetector, embedder: FaceEmbedder,
@@ -167,12 +168,17 @@ class Recognizer:
         return self.rule.decide_all(self.index.match(embeddings), self.index.people_count)
 
     def _face(self, det: Detection, person_id: int | None, similarity: float, score: float,
-              track: int | None = None) -> FaceResult:
-        """A face's result, named with the person's *current* name (None: Unknown)."""
+              track: int | None = None, candidate: int | None = None) -> FaceResult:
+        """A face's result, named with the person's *current* name (None: Unknown).
+
+        An Unknown face carries its best candidate's name (the person its similarity
+        belongs to), for users who tune how strict recognition is.
+        """
         name = self.index.name_of(person_id)
+        best = self.index.name_of(candidate) if name is None else None
         return FaceResult(det.box, det.keypoints, det.score, name, similarity,
                           person_id if name is not None else None, track, score,
-                          self.rule.calibration.false_accept(score, self.index.people_count))
+                          self.rule.calibration.false_accept(score, self.index.people_count), best)
 
     def detect(self, rgb: np.ndarray, tracker: FaceTracker | None = None) -> list[Detection]:
         """Every face in a frame: the whole frame, then tiles for small faces.
@@ -232,9 +238,12 @@ class Recognizer:
         if tracker is not None:
             for (track, _), e, dec in zip(todo, emb if emb is not None else [], decisions):
                 tracker.record(track, e, dec, rgb, frame_index)
-            faces = tuple(self._face(d, t.shown_person, t.similarity, t.score, t.id) for t, d in pairs)
+                track.candidate = dec.candidate_id
+            faces = tuple(self._face(d, t.shown_person, t.shown_similarity, t.score, t.id, t.candidate)
+                          for t, d in pairs)
         else:
-            faces = tuple(self._face(d, dec.person_id, dec.similarity, dec.score)
+            faces = tuple(self._face(d, dec.person_id, dec.similarity, dec.score,
+                                     candidate=dec.candidate_id)
                           for d, dec in zip(dets, decisions))
         t4 = time.perf_counter()
         timings = {"detect": (t1 - t0 + tr) * 1e3, "align": (t2 - t1 - tr) * 1e3,
@@ -271,17 +280,30 @@ class Recognizer:
             raise NoFaceError("no face found")
         if require_single and len(dets) > 1:
             raise NoFaceError(f"{len(dets)} faces in view; exactly one is needed")
-        det = dets[0]
+        return self.prepare_face(rgb, dets[0], source, check_quality=check_quality)
+
+    def prepare_face(self, rgb: np.ndarray, det: Detection, source: str = "", *,
+                     check_quality: bool = False) -> EnrollFace:
+        """Prepare one detected face of an image for enrollment (nothing is stored).
+
+        Used for the largest face of a photo (`enroll_face`) and for a face chosen in the
+        live view (a correction).
+
+        Raises
+        ------
+        NoFaceError
+            If *check_quality* and the face is too small or blurred.
+        """
         if check_quality and det.box[3] < MIN_ENROLL_FACE_PX:
             raise NoFaceError(f"face too small ({det.box[3]} px high; at least "
                               f"{MIN_ENROLL_FACE_PX} px needed): come closer")
         crops, emb = self.embed_detections(rgb, [det])
-        if check_quality and sharpness(crops[0]) < MIN_ENROLL_SHARPNESS:
+        if check_quality and sharpness(crops[0]) < MIN_SHARPNESS:
             raise NoFaceError("face too blurred: hold still")
         return EnrollFace(NewFace(emb[0], thumbnail_jpeg(crops[0]), source, EMBEDDING_VERSION),
                           crops[0], det)
 
-    def enroll_file(self, path: str | Path) -> EnrollFace:
+    def enroll_file(self, path: str | Path, *, check_quality: bool = False) -> EnrollFace:
         """Read an image file and prepare its largest face (see `enroll_face`).
 
         Raises
@@ -291,7 +313,8 @@ class Recognizer:
         """
         rgb = load_image(path)
         try:
-            return self.enroll_face(rgb, source=display_name(Path(path).name))
+            return self.enroll_face(rgb, source=display_name(Path(path).name),
+                                    check_quality=check_quality)
         except NoFaceError as exc:
             raise NoFaceError(f"{display_name(path)}: {exc}") from None
 
@@ -323,6 +346,49 @@ class Recognizer:
         self.store.remove(name)
         self.refresh()
         return person
+
+    def check_faces(self, name: str | None, embeddings: Sequence[np.ndarray] | np.ndarray,
+                    exclude_faces: Sequence[int] = ()) -> list[consistency.Flag | None]:
+        """Same-person checks for faces about to be saved together for *name*.
+
+        One `consistency.Flag` (or None) per face: it does not look like the person's
+        other faces, or it looks like someone else. Nothing is stored. The index is
+        brought up to date first, so changes by other processes count. ``name=None``
+        checks faces for a person not named yet (a new one).
+        """
+        clean = normalize_name(name) if name is not None else None
+        self.refresh()
+        person = self.store.person(clean) if clean is not None else None
+        vecs = np.asarray(embeddings, np.float32).reshape(-1, EMBEDDING_DIM)
+        label = person.name if person else clean or "this person"
+        return consistency.check(self.index, label, person.id if person else None, vecs,
+                                 exclude_faces)
+
+    def check_move(self, face_ids: Sequence[int], to_name: str) -> list[consistency.Flag | None]:
+        """Same-person checks for stored faces about to be given to *to_name*.
+
+        Raises
+        ------
+        PersonError
+            If a face does not exist.
+        """
+        self.refresh()
+        vecs = []
+        for face_id in face_ids:
+            info = self.store.face(face_id)
+            if info is None:
+                raise PersonError(f"no face with id {face_id}")
+            ids, stored = self.index.faces_of(info.person_id)
+            vecs.append(stored[ids == face_id][0])
+        return self.check_faces(to_name, vecs, exclude_faces=face_ids)
+
+    def audit(self, name: str) -> dict[int, consistency.Flag]:
+        """The flags of a person's stored faces (face id -> Flag), each against the rest."""
+        person = self.store.person(name)
+        if person is None:
+            raise PersonError(f"no person named {normalize_name(name)!r}")
+        self.refresh()
+        return consistency.audit(self.index, person.name, person.id)
 
     def faces_of(self, name: str) -> list[FaceInfo]:
         """A person's stored faces, oldest first."""

@@ -58,6 +58,20 @@ TILES_PER_FRAME = 4
 WHOLE_FRAME_MIN_FACE = 0.2
 
 
+@dataclass(frozen=True)
+class Correction:
+    """The user said who a track is ("This is ...") or is not ("Not ...").
+
+    It holds for the track it was made on: if the track restarts on another face (see
+    `FaceTracker.record`) the correction no longer applies.
+    """
+
+    track_id: int
+    person_id: int | None = None  # shown from now on
+    not_person: int | None = None  # never shown for this track
+    similarity: float = 0.0  # shown with person_id until the vote agrees
+
+
 @dataclass
 class Track:
     """One face followed across frames."""
@@ -76,11 +90,28 @@ class Track:
     score: float = -1.0  # decision score (`app.pipeline.decision`) behind the identity
     embedding: np.ndarray | None = None
     suspect: np.ndarray | None = None  # an embedding unlike the track's, awaiting a second look
+    candidate: int | None = None  # the best match of the latest embedding, named or not
+    correction: Correction | None = None  # the user's word on who this is (see `correct`)
 
     @property
     def shown_person(self) -> int | None:
-        """The identity to display: none while the face is in doubt."""
-        return self.person_id if self.suspect is None else None
+        """The identity to display: none while the face is in doubt; the user's correction wins."""
+        voted = self.person_id if self.suspect is None else None
+        c = self.correction
+        if c is None or c.track_id != self.id:  # none, or the track restarted on someone else
+            return voted
+        if c.person_id is not None:
+            return c.person_id
+        return None if voted == c.not_person else voted
+
+    @property
+    def shown_similarity(self) -> float:
+        """The similarity to display with `shown_person`."""
+        c = self.correction
+        if (c is not None and c.track_id == self.id and c.person_id is not None
+                and self.person_id != c.person_id):
+            return c.similarity  # the vote has not caught up with the correction yet
+        return self.similarity
 
     @property
     def confirmed(self) -> bool:
@@ -104,6 +135,21 @@ class FaceTracker:
     def reset(self) -> None:
         """Forget every track (e.g. after a seek or a source change)."""
         self.tracks.clear()
+
+    def correct(self, track_id: int, person_id: int | None = None, *,
+                not_person: int | None = None, similarity: float = 0.0) -> bool:
+        """Remember the user's correction of a track; False if the track has ended.
+
+        The track shows *person_id* from its next frame on (or stops showing
+        *not_person*), and is embedded again at once, so its vote catches up with the
+        gallery the correction may have changed.
+        """
+        for t in self.tracks:
+            if t.id == track_id:
+                t.correction = Correction(track_id, person_id, not_person, similarity)
+                t.embedded_at = -(10**9)
+                return True
+        return False
 
     # -- where to look ------------------------------------------------------------
     def regions(self, width: int, height: int) -> list[Region]:

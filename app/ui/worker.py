@@ -38,12 +38,14 @@ import numpy as np
 from PySide6.QtCore import QObject, QThread, QTimer, Signal
 
 from app.config import Paths, Settings
-from app.pipeline.errors import FacerecError, SourceError
+from app.pipeline.appearances import AppearanceLog, prune
+from app.pipeline.errors import FacerecError, SourceError, StoreError
 from app.pipeline.sources import LatestFrameGrabber, SourceSpec, VideoSource, list_cameras
 from app.pipeline.tracking import FaceTracker
 
 if TYPE_CHECKING:
     from app.pipeline.recognizer import Recognizer
+    from app.pipeline.store import Sighting
     from app.pipeline.types import FrameResult
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,10 @@ POLL_S = 0.05
 #: Seconds between checks for changes another process or workstation made to the store
 #: (one cheap local query; a shared gallery's mirror is kept current in the background).
 STORE_CHECK_S = 0.5
+#: Seconds between writes of the recognition log (a new appearance is written at once).
+LOG_FLUSH_S = 1.0
+#: Seconds between applications of the log's retention setting.
+PRUNE_EVERY_S = 3600.0
 
 RecognizerFactory = Callable[[Paths, Settings], "Recognizer"]
 
@@ -94,6 +100,12 @@ class FramePayload:
         sources, the number of frames processed since the source opened.
     dropped : int
         Frames dropped so far on this source (pipeline or GUI busy).
+    frame_count : int or None
+        Frames in a video file (None for live sources, or if the file does not say).
+    paused : bool
+        The video file is paused on this frame.
+    source_fps : float
+        The source's own frame rate (a file's position in seconds is position / fps).
     """
 
     frame: np.ndarray
@@ -103,6 +115,9 @@ class FramePayload:
     live: bool
     position: int = 0
     dropped: int = 0
+    frame_count: int | None = None
+    paused: bool = False
+    source_fps: float = 0.0
 
 
 class Reply(QObject):
@@ -169,6 +184,10 @@ class PipelineWorker(QThread):
     cameras_found = Signal(object, bool)
     #: Enrolled people changed (list of `Person`), after enroll, rename or remove.
     people_changed = Signal(object)
+    #: Rows of the recognition log that started or changed (list of `Sighting`).
+    log_rows = Signal(object)
+    #: A video file was paused (True) or resumed (False).
+    paused_changed = Signal(bool)
     #: A shared gallery went away (epoch seconds it did) or came back (None).
     store_status = Signal(object)
 
@@ -203,6 +222,10 @@ class PipelineWorker(QThread):
         self._checked_store_at = 0.0
         self._offline_since: float | None = None
         self._stamps: deque[float] = deque(maxlen=64)
+        self._paused = False
+        self._journal = AppearanceLog()
+        self._journal_at = 0.0
+        self._pruned_at = -PRUNE_EVERY_S
         self.frames_processed = 0
         self.frames_dropped = 0
         PipelineWorker.instances.add(self)
@@ -243,15 +266,42 @@ class PipelineWorker(QThread):
             # Answer on the next turn of the event loop, not now: the caller has not yet
             # stored the reply it is about to receive.
             message = self.failure or "recognition is not running"
-            QTimer.singleShot(0, lambda: reply.failed.emit(message))
+            QTimer.singleShot(0, reply, lambda: reply.failed.emit(message))
         else:
             self._jobs.put((job, reply, people_changed))
         return reply
 
-    def open_source(self, source: SourceSpec | str | int) -> None:
-        """Close the current source (if any) and play *source*."""
+    def open_source(self, source: SourceSpec | str | int, start_at: int = 0) -> None:
+        """Close the current source (if any) and play *source* (a file from frame *start_at*)."""
         spec = source if isinstance(source, SourceSpec) else SourceSpec.parse(source)
-        self._internal(lambda rec, reply: self._do_open(spec))
+        self._internal(lambda rec, reply: self._do_open(spec, start_at))
+
+    def pause(self) -> None:
+        """Hold a video file on its current frame (live sources cannot pause)."""
+        self._internal(lambda rec, reply: self._do_pause(True))
+
+    def resume(self) -> None:
+        """Play a paused video file on from where it was."""
+        self._internal(lambda rec, reply: self._do_pause(False))
+
+    def seek(self, frame: int) -> None:
+        """Jump to frame *frame* of a video file; a paused file shows that frame."""
+        self._internal(lambda rec, reply: self._do_seek(rec, frame))
+
+    def clear_log(self, on_done: Callable[[Any], None] | None = None,
+                  on_error: Callable[[str], None] | None = None) -> Reply:
+        """Delete every row of the recognition log; the faces in view start new rows."""
+        def job(rec: Recognizer, reply: Reply) -> int:
+            n = rec.store.clear_sightings()
+            self._journal.reset()
+            return n
+
+        return self.call(job, on_done=on_done, on_error=on_error)
+
+    @property
+    def tracker(self) -> FaceTracker:
+        """The current stream's tracker. Worker thread only: for jobs (corrections)."""
+        return self._tracker
 
     def close_source(self) -> None:
         """Stop playing and release the camera or file."""
@@ -271,7 +321,10 @@ class PipelineWorker(QThread):
 
         def job(rec: Recognizer, reply: Reply) -> None:
             rec.apply_settings(settings)
+            retention_changed = settings.log_retention_days != self._settings.log_retention_days
             self._settings = settings
+            if retention_changed:
+                self._prune_log(rec)
 
         self._internal(job)
 
@@ -309,11 +362,13 @@ class PipelineWorker(QThread):
             return
         failure = None
         try:
+            self._prune_log(rec)  # before the window shows the log
             self.ready.emit(rec.people())
             while not self._stop.is_set():
                 self._run_jobs(rec, JOB_BUDGET_S)
-                if self._source is None:
+                if self._source is None or self._paused:
                     self._wait_for_job(rec, 0.25)
+                    self._housekeeping(rec)
                 else:
                     self._step(rec)
         except Exception as exc:
@@ -321,6 +376,7 @@ class PipelineWorker(QThread):
             failure = f"unexpected {type(exc).__name__}: {exc}"
         finally:
             self._do_close(emit=False)
+            self._publish_log(rec)
             try:
                 rec.close()
             except Exception:
@@ -361,7 +417,6 @@ class PipelineWorker(QThread):
             self.store_status.emit(since)
 
     def _wait_for_job(self, rec: Recognizer, timeout: float) -> None:
-        self._check_store(rec)
         try:
             item = self._jobs.get(timeout=timeout)
         except queue.Empty:
@@ -397,8 +452,63 @@ class PipelineWorker(QThread):
         if people_changed:
             self.people_changed.emit(rec.people())
 
+    # -- store and recognition log (worker thread) --------------------------------
+    def _housekeeping(self, rec: Recognizer) -> None:
+        """Between frames or while idle: follow the store, write the log, apply retention."""
+        self._check_store(rec)
+        now = time.monotonic()
+        if self._journal.has_pending and now - self._journal_at >= LOG_FLUSH_S:
+            self._publish_log(rec)
+        if now - self._pruned_at > PRUNE_EVERY_S:
+            self._prune_log(rec)
+
+    def _log_frame(self, rec: Recognizer, result: FrameResult) -> None:
+        """Account for a processed frame in the recognition log; a new row is shown at once."""
+        if self._journal.update(result):
+            self._publish_log(rec)
+
+    def _publish_log(self, rec: Recognizer) -> None:
+        """Write the log rows that changed and hand them to the GUI."""
+        self._journal_at = time.monotonic()
+        rows: list[Sighting] = self._journal.pending()
+        if not rows:
+            return
+        try:
+            self._journal.flush(rec.store)
+        except StoreError as exc:  # the rows stay pending: written on the next try
+            log.warning("recognition log not written yet: %s", exc)
+        self.log_rows.emit(rows)
+
+    def _prune_log(self, rec: Recognizer) -> None:
+        self._pruned_at = time.monotonic()
+        try:
+            prune(rec.store, self._settings.log_retention_days)
+        except StoreError as exc:
+            log.warning("recognition log not pruned: %s", exc)
+
     # -- sources (worker thread) ---------------------------------------------------
-    def _do_open(self, spec: SourceSpec) -> None:
+    def _do_pause(self, paused: bool) -> None:
+        if self._source is None or self._grabber is not None or paused == self._paused:
+            return  # nothing to pause, a live source, or already so
+        self._paused = paused
+        if not paused:  # pace on from here, not from where the file was paused
+            self._play_start = time.monotonic() - self._position / self._source.fps
+        self.paused_changed.emit(paused)
+
+    def _do_seek(self, rec: Recognizer, frame: int) -> None:
+        source = self._source
+        if source is None or self._grabber is not None or not source.seek(frame):
+            return
+        self._position = source.frames_read
+        self._play_start = time.monotonic() - self._position / source.fps
+        self._tracker.reset()  # the faces of another moment
+        if self._paused:  # show the frame sought, and stay there
+            shown = source.read()
+            if shown is not None:
+                self._position += 1
+                self._process_frame(rec, shown, force=True)
+
+    def _do_open(self, spec: SourceSpec, start_at: int = 0) -> None:
         self._do_close(emit=False)
         self._spec = spec
         log.info("opening %s", spec.describe())
@@ -419,9 +529,14 @@ class PipelineWorker(QThread):
         self._position = 0
         self._live_count = 0
         self._tracker = FaceTracker()  # tracks belong to one stream
+        self._journal.start(spec.describe())  # new tracker, new track ids: new appearances
+        self._paused = False
         self._stamps.clear()
         self.frames_dropped = 0
         self._gui_busy.clear()
+        if start_at > 0 and source.seek(start_at):  # a stopped file resumes where it was
+            self._position = source.frames_read
+            self._play_start -= self._position / source.fps
         self.source_opened.emit(spec.describe(), source.is_live)
 
     def _do_close(self, emit: bool) -> None:
@@ -511,9 +626,17 @@ class PipelineWorker(QThread):
             self.source_ended.emit()
             return
         assert isinstance(frame, np.ndarray)
+        self._process_frame(rec, frame)
+
+    def _process_frame(self, rec: Recognizer, frame: np.ndarray, force: bool = False) -> None:
+        """Process one frame and emit it (unless the GUI is busy and not *force*).
+
+        A forced frame is one shown while paused (a seek): it is not a sighting in time,
+        so the recognition log does not count it.
+        """
         now = time.monotonic()
         self._last_frame_at = now
-        if self._gui_busy.is_set():
+        if self._gui_busy.is_set() and not force:
             if now - self._busy_since < self.ack_timeout:
                 self.frames_dropped += 1  # the GUI is still painting the last one: drop
                 return
@@ -521,8 +644,10 @@ class PipelineWorker(QThread):
                       now - self._busy_since)
         if self._grabber is not None:
             self._live_count += 1
-        self._check_store(rec)
+        self._housekeeping(rec)
         result = rec.process(frame, self._frame_index, self._tracker)
+        if not force:
+            self._log_frame(rec, result)
         self._frame_index += 1
         self.frames_processed += 1
         self._stamps.append(time.monotonic())
@@ -540,4 +665,6 @@ class PipelineWorker(QThread):
         self._gui_busy.set()
         self.result_ready.emit(FramePayload(
             frame, result, fps, self._spec.describe() if self._spec else "", live,
-            self._live_count if live else self._position - 1, self.frames_dropped))
+            self._live_count if live else self._position - 1, self.frames_dropped,
+            None if live or self._source is None else self._source.frame_count, self._paused,
+            self._source.fps if self._source is not None else 0.0))

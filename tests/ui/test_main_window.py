@@ -315,10 +315,14 @@ def test_settings_dialog_saves_and_applies(qtbot, make_window, paths):  # noqa: 
     dlg.min_similarity.setValue(0.3)
     dlg.search.setCurrentIndex(dlg.search.findData("exact"))
     dlg.threads.setValue(1)
+    dlg.retention.setValue(7)
+    dlg.show_candidates.setChecked(True)
     dlg.accept()
     saved = Settings.load(paths.settings)
     assert (saved.false_accept, saved.min_similarity, saved.search, saved.threads) == \
         (0.001, 0.3, "exact", 1)
+    assert (saved.log_retention_days, saved.show_candidates) == (7, True)
+    assert win.view.show_candidates
     got = []
     win.worker.call(lambda rec, reply: (rec.rule.target, rec.rule.min_similarity),
                     on_done=got.append)
@@ -376,10 +380,10 @@ def test_log_export_csv(qtbot, make_window, face_video, tmp_path, monkeypatch): 
     out = tmp_path / "log.csv"
     monkeypatch.setattr(win.log_panel, "_ask_csv_path", lambda: str(out))
     win.export_action.trigger()
+    qtbot.waitUntil(lambda: "Exported" in win.log_panel.summary.text(), timeout=30000)
     rows = list(csv.reader(out.open(encoding="utf-8")))
     assert rows[0] == ["time", "name", "best_similarity", "seconds_seen", "source"]
-    assert rows[1][1] == "Unknown" and rows[1][4] == face_video.name
-    assert "Exported" in win.log_panel.summary.text()
+    assert rows[-1][1] == "Unknown" and rows[-1][4] == face_video.name
 
 
 @pytest.mark.parametrize("via_cli", [True, False])
