@@ -416,9 +416,7 @@ def _watch_log(rec, settings: Settings, source, position: Callable[[], int]):  #
 
 def cmd_log(args: argparse.Namespace) -> int:
     """Print the recognition log, newest first."""
-    from app.pipeline.store import FaceStore
-
-    with FaceStore(args.paths.ensure().db) as store:
+    with _open_store(args) as store:  # a shared gallery's log, or this workstation's queue if offline
         rows = store.sightings(args.limit)
     if args.json:
         print(json.dumps([{

@@ -285,6 +285,8 @@ def test_database_stopped_and_restarted_under_a_running_watch(private_server, tm
     with PostgresStore(url) as pg:
         rows = pg.sightings(10_000)
     assert len(rows) == recorded == len({r.id for r in rows})  # none lost, none twice
+    shown = cli(tmp_path / "desk", "log", "--json", "--limit", "1000", store=url)
+    assert sorted(r["id"] for r in json.loads(shown.stdout)) == sorted(r.id for r in rows)
     assert {r.name for r in rows} >= {"Obama", "Joe Biden", None}
     assert any(r.started < r.last_seen for r in rows)
     mirror = next((tmp_path / "door" / "shared").glob("*.db"))
