@@ -15,9 +15,6 @@ from app.pipeline.native import quiet_native_stderr
 log = logging.getLogger(__name__)
 
 EMBEDDING_DIM = 512
-#: Names the pipeline that makes an embedding (model, crop, preprocessing); stored with
-#: each face. Change it whenever embeddings stop being comparable with older ones.
-EMBEDDING_VERSION = "facenet-20180408-int8/crop-1"
 
 
 def default_threads() -> int:

@@ -35,7 +35,7 @@ DETECTOR = ModelSpec(
 EMBEDDER = ModelSpec(
     "facenet512.tflite",
     "02379a77a828a6f42772c552339f4568e3e40ea3f00fd903a83eac73424620d0",
-    "FaceNet-512 (Inception-ResNet-v1, VGGFace2) face embedder",
+    "FaceNet-512 (Inception-ResNet-v1, CASIA-WebFace) face embedder",
 )
 
 _verified: dict[tuple[str, int, int], str] = {}

@@ -12,10 +12,10 @@ import numpy as np
 
 from app.config import Paths, Settings, store_location
 from app.pipeline import consistency
-from app.pipeline.align import align_face, thumbnail_jpeg
+from app.pipeline.align import EMBEDDING_VERSION, align_face, thumbnail_jpeg
 from app.pipeline.decision import Calibration, Decision, DecisionRule, load_calibration
 from app.pipeline.detector import REFINE_BELOW, FaceDetector, TilePlan, merge_detections
-from app.pipeline.embedder import EMBEDDING_VERSION, FaceEmbedder
+from app.pipeline.embedder import FaceEmbedder
 from app.pipeline.errors import NoFaceError, PersonError
 from app.pipeline.imageio import display_name, load_image
 from app.pipeline.index import FaceIndex

@@ -216,7 +216,7 @@ def test_face_corrections_reach_another_recognizer_incrementally(data_dir: Path)
     second one on the same data directory (the CLI, another window) follows on refresh,
     through the changes alone, without reloading the gallery."""
     from app.config import Paths
-    from app.pipeline.embedder import EMBEDDING_VERSION
+    from app.pipeline.align import EMBEDDING_VERSION
     from app.pipeline.imageio import load_image
     from app.pipeline.recognizer import Recognizer
     from tests.conftest import FR
