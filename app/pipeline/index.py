@@ -96,10 +96,14 @@ class FaceIndex:
         Which search path to use.
     threads : int
         Threads hnswlib may use to build the graph.
+    graph : bool
+        Build (or load) the HNSW graph. Without it every query is exact: the stand-in
+        for a gallery searched in the database while the database is away.
     """
 
     def __init__(
-        self, gallery: Gallery, path: Path | None = None, search: str = "auto", threads: int = 1
+        self, gallery: Gallery, path: Path | None = None, search: str = "auto", threads: int = 1,
+        *, graph: bool = True,
     ) -> None:
         self.path = Path(path) if path is not None else None
         self.search_mode = search
@@ -114,7 +118,10 @@ class FaceIndex:
         self._hnsw_dirty = False  # the vectors changed: the graph file must be rewritten
         self._meta_dirty = False  # only the generation changed (a rename)
         self._digest: str | None = None  # SHA-256 of the graph file on disk
-        if self.path is None or not self._load():
+        self._graph = graph
+        if not graph:
+            self.path = None
+        elif self.path is None or not self._load():
             self._build()
             self.save()
 
@@ -251,7 +258,7 @@ class FaceIndex:
         self._recount()
         self.generation = delta.generation
         new = vecs[~known]
-        if gone.any():
+        if gone.any() and self._graph:
             self._hnsw_dirty = True
             if len(self) <= REBUILD_ON_DELETE_LIMIT or self._hnsw is None:
                 self._build()

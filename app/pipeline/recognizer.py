@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.config import Paths, Settings
+from app.config import Paths, Settings, store_location
 from app.pipeline import consistency
 from app.pipeline.align import EMBEDDING_VERSION, align_face, thumbnail_jpeg
 from app.pipeline.decision import Calibration, Decision, DecisionRule, load_calibration
@@ -20,7 +20,15 @@ from app.pipeline.errors import NoFaceError, PersonError
 from app.pipeline.imageio import display_name, load_image
 from app.pipeline.index import FaceIndex
 from app.pipeline.quality import MIN_SHARPNESS, sharpness
-from app.pipeline.store import EMBEDDING_DIM, FaceInfo, FaceStore, NewFace, Person, normalize_name
+from app.pipeline.store import (
+    EMBEDDING_DIM,
+    FaceInfo,
+    NewFace,
+    Person,
+    Store,
+    normalize_name,
+    open_store,
+)
 from app.pipeline.tracking import FaceTracker
 from app.pipeline.types import Detection, FaceResult, FrameResult
 
@@ -49,6 +57,20 @@ def largest_face_embedding(detector: FaceDetector, embedder: FaceEmbedder,
     return vec
 
 
+def make_index(store: Store, path: Path | None, settings: Settings, threads: int) -> FaceIndex:
+    """The index for a store.
+
+    A local HNSW index, or for a shared gallery above `app.pipeline.shared.DB_SEARCH_ABOVE`
+    faces, search in the database (`app.pipeline.shared.RemoteIndex`).
+    """
+    if hasattr(store, "match_in_database"):
+        from app.pipeline.shared import DB_SEARCH_ABOVE, RemoteIndex
+
+        if store.mirror.face_count() > DB_SEARCH_ABOVE:  # type: ignore[attr-defined]
+            return RemoteIndex(store, threads)  # type: ignore[arg-type, return-value]
+    return FaceIndex(store.gallery(), path, settings.search, threads)
+
+
 class Recognizer:
     """Detect, align, embed and identify faces; enroll and manage people.
 
@@ -56,9 +78,9 @@ class Recognizer:
     main thread, or the GUI's pipeline worker).
     """
 
-    def __init__(self, detector: FaceDetector, embedder: FaceEmbedder, store: FaceStore,
+    def __init__(self, detector: FaceDetector, embedder: FaceEmbedder, store: Store,
                  index: FaceIndex, settings: Settings, model_dir: Path | None = None,
-                 calibration: Calibration | None = None) -> None:
+                 calibration: Calibration | None = None, index_path: Path | None = None) -> None:
         self.model_dir = model_dir
         self.detector = detector
         self.embedder = embedder
@@ -67,33 +89,43 @@ class Recognizer:
         self.settings = settings
         self.rule = DecisionRule(calibration or load_calibration(model_dir), settings.false_accept,
                                  settings.min_similarity)
+        self.index_path = index_path if index_path is not None else index.path
 
     @classmethod
     def open(cls, paths: Paths, settings: Settings | None = None, *,
-             model_dir: Path | None = None, calibration: Calibration | None = None) -> Recognizer:
+             model_dir: Path | None = None, calibration: Calibration | None = None,
+             store: str | None = None) -> Recognizer:
         """Load the models, open the store and load (or rebuild) the index.
 
-        *calibration* replaces the decision rule's calibration shipped with the models.
+        Parameters
+        ----------
+        calibration : Calibration, optional
+            Replaces the decision rule's calibration shipped with the models.
+        store : str, optional
+            A shared gallery's URL (``--store``); by default ``FACEREC_STORE``, the
+            settings, or the SQLite store in the data directory (`store_location`).
         """
         settings = (settings or Settings.load(paths.settings)).validated()
         paths.ensure()
         t0 = time.perf_counter()
         detector = FaceDetector(settings.detection_confidence, model_dir)
-        store = None
+        opened: Store | None = None
         try:
             embedder = FaceEmbedder(settings.threads, model_dir=model_dir)
             calibration = calibration or load_calibration(model_dir)
-            store = FaceStore(paths.db)
-            index = FaceIndex(store.gallery(), paths.index, settings.search, embedder.threads)
+            opened = open_store(store_location(paths, settings, store), cache_dir=paths.root)
+            # A shared gallery's cache has its own index file beside its mirror.
+            index_path = getattr(opened, "index_path", paths.index)
+            index = make_index(opened, index_path, settings, embedder.threads)
         except BaseException:
             detector.close()
-            if store is not None:
-                store.close()
+            if opened is not None:
+                opened.close()
             raise
-        log.info("recognizer ready in %.0f ms: %d people, %d faces, %d threads",
+        log.info("recognizer ready in %.0f ms: %d people, %d faces, %d threads, store %s",
                  (time.perf_counter() - t0) * 1000, index.people_count, len(index),
-                 embedder.threads)
-        return cls(detector, embedder, store, index, settings, model_dir, calibration)
+                 embedder.threads, opened.label)
+        return cls(detector, embedder, opened, index, settings, model_dir, calibration, index_path)
 
     def close(self) -> None:
         """Release the models and the store."""
@@ -388,8 +420,7 @@ class Recognizer:
 
     def reload(self) -> None:
         """Rebuild the in-memory index from the whole store."""
-        self.index = FaceIndex(self.store.gallery(), self.index.path, self.settings.search,
-                               self.embedder.threads)
+        self.index = make_index(self.store, self.index_path, self.settings, self.embedder.threads)
 
     def refresh(self) -> bool:
         """Catch up with every change to the store since the index's generation.
