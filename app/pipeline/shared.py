@@ -122,7 +122,8 @@ def sync_once(pg: PostgresStore, mirror: SqliteStore, lock: threading.Lock) -> b
         head = dict(pg._read("SELECT key, value FROM meta WHERE key IN ('generation', 'store_id')"))
         if sid == head.get("store_id") and up == int(head["generation"]):
             return False
-        delta = pg.rows_since(max(up, 0), sid)
+        # A full copy streams its vectors into a vector file beside the mirror.
+        delta = pg.rows_since(max(up, 0), sid, bulk=(mirror.path.parent, mirror.path.stem))
         applied = mirror.mirror_apply(delta)
         if applied:
             log.info("mirror of %s: %s %d people, %d faces, %d removals (generation %d)",
