@@ -658,7 +658,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from app.pipeline.embedder import default_threads
 
         results = bench_shared.run(args.store, args.sizes or [100_000, 1_000_000],
-                                   default_threads(), progress=lambda s: _note(f"bench: {s}"))
+                                   default_threads(), progress=lambda s: _note(f"bench: {s}"),
+                                   generator=args.generator, index=args.index)
         if args.out:
             Path(args.out).write_text(bench_shared.to_markdown(results), encoding="utf-8")
             _note(f"bench: wrote {args.out}")
@@ -1028,6 +1029,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "1000000; with --store: 100000,1000000 in the shared gallery, which "
                         "must be an empty database: it is overwritten)")
     s.add_argument("--quick", action="store_true", help="fewer frames and repeats")
+    # The choices of app.pipeline.bench.GENERATORS and pgstore.INDEX_KINDS (not imported
+    # here: the CLI starts without numpy).
+    s.add_argument("--generator", choices=("faces", "uniform"), default="faces",
+                   help="with --store: synthetic faces drawn from real embeddings' statistics "
+                        "(default), or uniform random identities (the old, harder case)")
+    s.add_argument("--index", choices=("halfvec", "vector", "bq"), default="halfvec",
+                   help="with --store: what the HNSW index is built on (default halfvec)")
     s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("self-test", help="check that models, inference and storage work")

@@ -25,6 +25,7 @@ import pytest
 
 from app.cli import main
 from app.pipeline.errors import PersonError
+from app.pipeline.facespace import load_face_space
 from app.pipeline.index import FaceIndex
 from app.pipeline.pgstore import PostgresStore, StoreOfflineError, Vector
 from app.pipeline.shared import SharedStore
@@ -634,3 +635,26 @@ def test_a_workstation_restarted_offline_recognises_from_its_vector_file(
         found = RemoteIndex(ws).match(centres)
         assert [m.name for m in found] == [f"P{k}" for k in range(12)]
 
+
+def test_bench_of_a_shared_gallery(pg_url: str, tmp_path: Path) -> None:
+    """``facerec bench --store``: every part runs on a small synthetic gallery; the index's
+    answers agree with the exact rule; the copy is made through the vector file. (The
+    speed figures themselves belong to BENCHMARKS.md, not to a test.)"""
+    out = cli(tmp_path, "bench", "--sizes", "1000", "--json", store=pg_url)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert (r["generator"], r["index"], r["face_space"]["embedding_version"]) == \
+        ("faces", "halfvec", load_face_space().embedding_version)
+    [size] = r["sizes"]
+    search, sync = size["search"], size["sync"]
+    assert size["faces"] == 1000 and not size["reused"] and search["index"] == "halfvec"
+    assert search["accuracy_vs_exact"] == 1.0 and search["exact_vs_identity"] > 0.95
+    assert [e["ef_search"] for e in search["sweep"]] == [40, 100, 200, 400]
+    assert sync["index"] == "FaceIndex" and sync["vectors_mb"] > 1.5  # 1000 x 2 KB in the file
+    assert size["propagation"]["rounds"] == 10
+    # Run again on the same database: the gallery it made is kept, with its figures.
+    again = cli(tmp_path, "bench", "--sizes", "1000", "--json", store=pg_url)
+    assert again.returncode == 0, again.stderr
+    kept = json.loads(again.stdout)["sizes"][0]
+    assert kept["reused"] is True and kept["build_s"] == size["build_s"]
+    assert kept["search"]["accuracy_vs_exact"] == 1.0
