@@ -20,13 +20,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from app import __version__
-from app.config import DEFAULT_FALSE_ACCEPT, Paths, Settings
+from app.config import DEFAULT_FALSE_ACCEPT, Paths, Settings, store_location
 from app.log import setup_logging
 from app.pipeline.errors import FacerecError, ImageError, NoFaceError
 
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+#: How often `watch` looks for changes to the gallery made elsewhere (seconds).
+WATCH_REFRESH_S = 0.5
 #: Seconds between writes of the recognition log during ``watch --log``.
 LOG_FLUSH_S = 2.0
 
@@ -49,7 +51,7 @@ def _open_recognizer(args: argparse.Namespace):  # noqa: ANN202 - lazy import ke
     """The Recognizer over the user's data; a line on stderr if faces need enrolling again."""
     from app.pipeline.recognizer import Recognizer
 
-    rec = Recognizer.open(args.paths)
+    rec = Recognizer.open(args.paths, store=args.store)
     try:
         note = rec.outdated().note()
     except BaseException:
@@ -58,6 +60,35 @@ def _open_recognizer(args: argparse.Namespace):  # noqa: ANN202 - lazy import ke
     if note:
         _note(f"note: {note} (facerec people lists them)")
     return rec
+
+
+def _location(args: argparse.Namespace) -> str | Path:
+    """The gallery this command works on: --store, FACEREC_STORE, the settings or faces.db."""
+    return store_location(args.paths, Settings.load(args.paths.settings), args.store)
+
+
+def _open_store(args: argparse.Namespace):  # noqa: ANN202
+    """The store, for a command that reads or changes people but does not recognise."""
+    from app.pipeline.store import open_store
+
+    return open_store(_location(args), cache_dir=args.paths.ensure().root, background=False)
+
+
+def _require_enroll(store) -> None:  # noqa: ANN001
+    """Refuse early, before any photo is read, where people cannot be changed."""
+    from app.pipeline.shared import describe_offline
+
+    if not store.can_enroll:
+        from app.pipeline.pgstore import ENROLLER_ROLE, StoreReadOnlyError
+
+        raise StoreReadOnlyError(f"this workstation may only recognise: its database role cannot "
+                                 f"change people in {store.label} (enrolling needs the "
+                                 f"{ENROLLER_ROLE} role)")
+    if store.offline_since is not None:
+        from app.pipeline.pgstore import StoreOfflineError
+
+        raise StoreOfflineError(f"{describe_offline(store.offline_since)} ({store.label}): "
+                                "enrolling waits until it is back (nothing was saved)")
 
 
 def _person_name(text: str) -> str:
@@ -92,6 +123,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
     name = _person_name(args.name)
     with _open_recognizer(args) as rec:
+        _require_enroll(rec.store)
         faces, labels, failed = [], [], 0
         for path in args.images:
             try:
@@ -137,6 +169,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     labels: dict[str, list[str]] = {}
     refused = 0
     with _open_recognizer(args) as rec:
+        _require_enroll(rec.store)
         for name, f in tqdm(jobs, desc="importing", unit="photo", disable=None, file=sys.stderr):
             try:
                 batches.setdefault(name, []).append(rec.enroll_file(f, check_quality=True).face)
@@ -163,9 +196,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_people(args: argparse.Namespace) -> int:
     """List enrolled people."""
     from app.pipeline.outdated import outdated
-    from app.pipeline.store import FaceStore
 
-    with FaceStore(args.paths.ensure().db) as store:
+    with _open_store(args) as store:
         people = store.people()
         old = outdated(store)
     if args.json:
@@ -312,6 +344,7 @@ def _print_faces(label: str, faces: Sequence) -> None:  # type: ignore[type-arg]
 
 def cmd_watch(args: argparse.Namespace) -> int:
     """Run recognition on a camera, video file or stream."""
+    from app.pipeline.shared import describe_offline
     from app.pipeline.sources import LatestFrameGrabber, VideoSource
     from app.pipeline.tracking import FaceTracker
 
@@ -321,16 +354,30 @@ def cmd_watch(args: argparse.Namespace) -> int:
     frames = faces = unknown = 0
     t0 = time.perf_counter()
     interrupted = False
+    offline: float | None = None
     with _open_recognizer(args) as rec:
         grabber = LatestFrameGrabber(source) if source.is_live else None
         tracker = FaceTracker()
         journal = _watch_log(rec, settings, source, lambda: frames) if args.log else None
         flushed_at, logged = time.monotonic(), set()
+        next_check = 0.0
         try:
             while args.max_frames is None or frames < args.max_frames:
                 frame = grabber.latest() if grabber else source.read()
                 if frame is None:
                     break
+                now = time.monotonic()
+                if now >= next_check:
+                    # Follow changes to the gallery made elsewhere (another process, another
+                    # workstation), and say when a shared gallery goes away or comes back.
+                    next_check = now + WATCH_REFRESH_S
+                    rec.refresh()
+                    since = rec.store.offline_since
+                    if since != offline:
+                        _note(f"note: {describe_offline(since)}; recognising from the local copy, "
+                              f"log rows are queued (frame {frames})" if since is not None
+                              else f"note: shared gallery back online (frame {frames})")
+                        offline = since
                 res = rec.process(frame, frames, tracker)
                 if journal is not None:
                     journal.update(res)
@@ -354,6 +401,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
             if journal is not None:
                 logged.update(r.id for r in journal.flush(rec.store))
                 _note(f"recognition log: {len(logged)} appearance(s) written")
+    # Closing a shared store sends what it can; what is left waits in the local queue.
+    queued = getattr(rec.store, "left_queued", 0)
     dt = time.perf_counter() - t0
     fps = frames / dt if dt > 0 else 0.0
     _note(f"{frames} frame(s) in {dt:.1f} s ({fps:.1f} fps processed; source "
@@ -361,6 +410,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
           + ("; interrupted" if interrupted else ""))
     for name, n in names.most_common():
         _note(f"  {name}: {n} frame(s)")
+    if queued:
+        _note(f"recognition log: {queued} row(s) wait in this workstation's queue for the shared "
+              "gallery (sent when it is back)")
     return EXIT_OK
 
 
@@ -373,7 +425,10 @@ def _watch_log(rec, settings: Settings, source, position: Callable[[], int]):  #
     """
     from app.pipeline.appearances import AppearanceLog, prune
 
-    prune(rec.store, settings.log_retention_days)
+    try:
+        prune(rec.store, settings.log_retention_days)
+    except FacerecError as exc:  # e.g. a shared gallery that is offline: log on, prune later
+        log.warning("recognition log not pruned: %s", exc)
     if source.is_live:
         return AppearanceLog(source.spec.describe())
     start, fps = time.time(), source.fps
@@ -383,9 +438,7 @@ def _watch_log(rec, settings: Settings, source, position: Callable[[], int]):  #
 
 def cmd_log(args: argparse.Namespace) -> int:
     """Print the recognition log, newest first."""
-    from app.pipeline.store import FaceStore
-
-    with FaceStore(args.paths.ensure().db) as store:
+    with _open_store(args) as store:  # a shared gallery's log, or this workstation's queue if offline
         rows = store.sightings(args.limit)
     if args.json:
         print(json.dumps([{
@@ -663,13 +716,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Measure the pipeline, search and start-up on this machine."""
     from app.pipeline import bench
 
+    if args.store:
+        from app.pipeline import bench_shared
+        from app.pipeline.embedder import default_threads
+
+        results = bench_shared.run(args.store, args.sizes or [100_000, 1_000_000],
+                                   default_threads(), progress=lambda s: _note(f"bench: {s}"))
+        if args.out:
+            Path(args.out).write_text(bench_shared.to_markdown(results), encoding="utf-8")
+            _note(f"bench: wrote {args.out}")
+        print(bench.dump(results) if args.json else bench_shared.to_markdown(results))
+        return EXIT_OK
     beside_checkout = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "deepface"
     photos = Path(args.photos) if args.photos else beside_checkout
     missing = [n for n in bench.SCENE_PHOTOS if not (photos / n).is_file()]
     if missing:
         raise UsageError(f"{photos}: the benchmark photos ({', '.join(missing)}) are not there; "
                          "pass --photos DIR (the shared deepface test set)")
-    results = bench.run(photos, args.sizes, quick=args.quick,
+    results = bench.run(photos, args.sizes or [1000, 10_000, 100_000, 1_000_000], quick=args.quick,
                         progress=lambda s: _note(f"bench: {s}"))
     if args.out:
         Path(args.out).write_text(bench.to_markdown(results), encoding="utf-8")
@@ -786,9 +850,17 @@ def _passphrase(args: argparse.Namespace, confirm: bool) -> str | None:
 def cmd_backup(args: argparse.Namespace) -> int:
     """Write the whole gallery to one file, optionally encrypted."""
     from app.pipeline.backup import write_backup
+    from app.pipeline.store import is_url
 
     secret = _passphrase(args, confirm=True) if args.encrypt else None
-    header = write_backup(args.paths.db, Path(args.file), secret)
+    location = _location(args)
+    if is_url(location):
+        from app.pipeline.pgstore import PostgresStore
+
+        with PostgresStore(str(location), migrate=False) as store:
+            header = write_backup(store, Path(args.file), secret)
+    else:
+        header = write_backup(args.paths.db, Path(args.file), secret)
     how = "encrypted (AES-256-GCM, scrypt)" if header.get("encrypted") else "not encrypted"
     print(f"backup written to {args.file} ({header['size']} bytes of store, {how})")
     return EXIT_OK
@@ -807,8 +879,55 @@ def cmd_restore(args: argparse.Namespace) -> int:
     needs_secret = head.startswith(MAGIC) and b'"encrypted": true' in head
     secret = _passphrase(args, confirm=False) if needs_secret else None
     args.paths.ensure()
-    people = restore_backup(path, args.paths.db, args.paths.index, secret, replace=args.replace)
+    location = _location(args)
+    from app.pipeline.store import is_url
+
+    if is_url(location):
+        from app.pipeline.backup import restore_into
+        from app.pipeline.pgstore import PostgresStore
+
+        with PostgresStore(str(location)) as store:
+            people = restore_into(path, store, secret, replace=args.replace)
+    else:
+        people = restore_backup(path, args.paths.db, args.paths.index, secret, replace=args.replace)
     print(f"restored {people} people from {args.file}")
+    return EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Copy this data directory's gallery into a shared store, or a shared store into it."""
+    from app.pipeline.pgstore import PostgresStore
+    from app.pipeline.store import FaceStore, is_url, merge_into
+
+    url = args.to or args.from_
+    if not is_url(url):
+        raise UsageError(f"{url!r} is not a database URL (postgresql://...)")
+    local_db = args.paths.ensure().db
+    if args.to and not local_db.exists():
+        raise FacerecError(f"no local gallery at {local_db}: nothing to copy")
+    with FaceStore(local_db) as local, PostgresStore(url) as shared:
+        source, target = (local, shared) if args.to else (shared, local)
+        dump = source.dump()
+        report = merge_into(target, dump)
+    print(f"copied {len(dump.people)} people and {len(dump.faces)} face(s) from {source.label} "
+          f"to {target.label}: {report.people_created} people and {report.faces_added} face(s) "
+          f"added, {report.faces_present} already there, {report.sightings} log row(s); "
+          f"verified: it holds {report.people_total} people and {report.faces_total} face(s)")
+    return EXIT_OK
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    """Create or upgrade a shared store's schema and its two roles."""
+    from app.pipeline.pgstore import PostgresStore
+    from app.pipeline.store import is_url
+
+    location = _location(args)
+    if not is_url(location):
+        raise UsageError("setup needs a shared gallery: facerec --store postgresql://... setup")
+    with PostgresStore(str(location)) as store:
+        for line in store.setup():
+            print(line)
+        print(f"the shared gallery {store.label} is ready (schema and roles)")
     return EXIT_OK
 
 
@@ -837,6 +956,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"facerec {__version__}")
     p.add_argument("--data-dir", metavar="DIR",
                    help="where the store lives (default: $FACEREC_HOME, else the user data dir)")
+    p.add_argument("--store", metavar="URL",
+                   help="a shared gallery, postgresql://[user@]host[:port]/db (default: "
+                        "$FACEREC_STORE, the settings, else the SQLite store in the data dir); "
+                        "the password comes from the URL, ~/.pgpass or a service file")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
@@ -892,7 +1015,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="one JSON object per frame")
     s.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
     s.add_argument("--log", action="store_true",
-                   help="write appearances to the recognition log (see: facerec log)")
+                   help="write appearances to the recognition log (see: facerec log); with a "
+                        "shared gallery they are queued here while it is offline")
     s.set_defaults(func=cmd_watch)
 
     s = sub.add_parser("log", help="print the recognition log, newest first")
@@ -963,13 +1087,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--passphrase-file", metavar="FILE", help="read the passphrase from FILE")
     s.set_defaults(func=cmd_restore)
 
+    s = sub.add_parser("migrate", help="copy the local gallery into a shared one, or back")
+    way = s.add_mutually_exclusive_group(required=True)
+    way.add_argument("--to", metavar="URL", help="copy this data directory's gallery into URL")
+    way.add_argument("--from", dest="from_", metavar="URL",
+                     help="copy the gallery at URL into this data directory")
+    s.set_defaults(func=cmd_migrate)
+
+    s = sub.add_parser("setup", help="create a shared gallery's schema and its two roles")
+    s.set_defaults(func=cmd_setup)
+
     s = sub.add_parser("bench", help="measure speed per stage, search and start-up")
     s.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     s.add_argument("--out", metavar="FILE.md", help="also write the Markdown report here")
     s.add_argument("--photos", metavar="DIR", help="the shared deepface photos (default: "
                    "../shared/testdata/deepface beside the checkout)")
-    s.add_argument("--sizes", type=_sizes, default=[1000, 10_000, 100_000, 1_000_000],
-                   metavar="N,N,...", help="gallery sizes for the search benchmark")
+    s.add_argument("--sizes", type=_sizes, default=None, metavar="N,N,...",
+                   help="gallery sizes for the search benchmark (default 1000,10000,100000,"
+                        "1000000; with --store: 100000,1000000 in the shared gallery, which "
+                        "must be an empty database: it is overwritten)")
     s.add_argument("--quick", action="store_true", help="fewer frames and repeats")
     s.set_defaults(func=cmd_bench)
 
@@ -1029,10 +1165,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAIL
     if args.command is None:
         args.func = cmd_gui
+    if args.store and args.func is cmd_gui:
+        # --store wins over FACEREC_STORE; through the environment it reaches the window's
+        # worker thread (the other commands pass it on themselves).
+        from app.config import ENV_STORE
+
+        os.environ[ENV_STORE] = args.store
     # Commands that change the store keep a log file in the data directory; the GUI sets
     # up its own; read-only commands only print.
-    writes = args.command in ("enroll", "import", "rename", "remove", "remove-face", "move-face")
+    writes = args.command in ("enroll", "import", "rename", "remove", "remove-face", "move-face",
+                              "migrate", "setup")
     setup_logging(args.paths.logs if writes else None, args.verbose)
+    from app.pipeline.store import is_url
+
+    location = _location(args)
+    if is_url(location) and args.command not in ("bench", "eval", "self-test"):
+        from app.pipeline.pgstore import mask_url
+
+        _note(f"shared gallery: {mask_url(str(location))}")
     try:
         return int(args.func(args))
     except FacerecError as exc:

@@ -19,6 +19,8 @@ from app import APP_NAME
 log = logging.getLogger(__name__)
 
 ENV_HOME = "FACEREC_HOME"
+#: A shared gallery's URL (postgresql://...), used when --store is not given.
+ENV_STORE = "FACEREC_STORE"
 SETTINGS_VERSION = 2
 
 
@@ -113,6 +115,9 @@ class Settings:
         Days the recognition log keeps a row; 0 keeps every row.
     show_candidates : bool
         Expert: label an Unknown face with its best candidate and score.
+    store : str
+        A shared gallery's URL (``postgresql://...``); empty for the local SQLite store.
+        ``--store`` and ``FACEREC_STORE`` take precedence.
     """
 
     false_accept: float = DEFAULT_FALSE_ACCEPT
@@ -124,6 +129,7 @@ class Settings:
     threads: int = 0
     log_retention_days: int = 30
     show_candidates: bool = False
+    store: str = ""
 
     def validated(self) -> Settings:
         """Return a copy with every field clamped to its legal range."""
@@ -138,6 +144,7 @@ class Settings:
         s.threads = min(max(int(s.threads), 0), 64)
         s.log_retention_days = min(max(int(s.log_retention_days), 0), 3650)
         s.show_candidates = bool(s.show_candidates)
+        s.store = str(s.store).strip()
         return s
 
     @classmethod
@@ -199,3 +206,16 @@ def _migrate(raw: dict[str, Any]) -> dict[str, Any]:
         return {}
     log.info("settings: the match threshold %.2f you set is kept as the minimum similarity", old)
     return {"min_similarity": old}
+
+
+def store_location(paths: Paths, settings: Settings | None = None,
+                   explicit: str | None = None) -> str | Path:
+    """Where the gallery is.
+
+    ``--store`` (*explicit*), else ``FACEREC_STORE``, else the settings, else the SQLite
+    file in the data directory.
+    """
+    for candidate in (explicit, os.environ.get(ENV_STORE), settings.store if settings else None):
+        if candidate and str(candidate).strip():
+            return str(candidate).strip()
+    return paths.db

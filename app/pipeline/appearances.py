@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from app.pipeline.store import FaceStore, Sighting
+from app.pipeline.store import Sighting, Store
 from app.pipeline.types import FrameResult
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ class AppearanceLog:
         """Rows started or changed since the last successful `flush`."""
         return [self._rows[i] for i in self._dirty]
 
-    def flush(self, store: FaceStore) -> list[Sighting]:
+    def flush(self, store: Store) -> list[Sighting]:
         """Write the pending rows; return them (they stay pending if the write fails).
 
         Raises
@@ -162,9 +162,13 @@ class AppearanceLog:
         return rows
 
 
-def prune(store: FaceStore, days: int, now: float | None = None) -> int:
-    """Delete log rows last seen more than *days* ago (0 keeps everything); return how many."""
-    if days <= 0:
+def prune(store: Store, days: int, now: float | None = None) -> int:
+    """Delete log rows last seen more than *days* ago (0 keeps everything); return how many.
+
+    A recognising workstation of a shared gallery may only append to the log: pruning
+    it is left to the enrolling ones.
+    """
+    if days <= 0 or not store.can_enroll:
         return 0
     before = (time.time() if now is None else now) - days * 86400.0
     n = store.clear_sightings(before=before)

@@ -130,10 +130,14 @@ class FaceIndex:
         Which search path to use.
     threads : int
         Threads hnswlib may use to build the graph.
+    graph : bool
+        Build (or load) the HNSW graph. Without it every query is exact: the stand-in
+        for a gallery searched in the database while the database is away.
     """
 
     def __init__(
-        self, gallery: Gallery, path: Path | None = None, search: str = "auto", threads: int = 1
+        self, gallery: Gallery, path: Path | None = None, search: str = "auto", threads: int = 1,
+        *, graph: bool = True,
     ) -> None:
         self.path = Path(path) if path is not None else None
         self.search_mode = search
@@ -148,7 +152,10 @@ class FaceIndex:
         self._hnsw_dirty = False  # the vectors changed: the graph file must be rewritten
         self._meta_dirty = False  # only the generation changed (a rename)
         self._digest: str | None = None  # SHA-256 of the graph file on disk
-        if self.path is None or not self._load():
+        self._graph = graph
+        if not graph:
+            self.path = None
+        elif self.path is None or not self._load():
             self._build()
             self.save()
 
@@ -288,7 +295,7 @@ class FaceIndex:
         self._recount()
         self.generation = delta.generation
         new = vecs[~known]
-        if gone.any():
+        if gone.any() and self._graph:
             self._hnsw_dirty = True
             if len(self) <= REBUILD_ON_DELETE_LIMIT or self._hnsw is None:
                 self._build()
@@ -355,9 +362,9 @@ class FaceIndex:
                       ) -> list[tuple[float, int]]:
         """(score, person id) of the candidate people for one query, best first.
 
-        The same per-person rule as `match` (mean of a person's best `faces_per_decision`
-        similarities), over the people among the nearest faces, computed without the
-        faces in *exclude_faces* (e.g. the face being checked, when it is stored).
+        The same per-person rule as `match` (`person_score`), over the people among the
+        nearest faces, computed without the faces in *exclude_faces* (e.g. the face being
+        checked, when it is stored).
         """
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(EMBEDDING_DIM)
         (rows,), _ = self.candidates(q[None], CANDIDATES + (0 if exclude_faces is None

@@ -14,7 +14,7 @@ says how many there are and that those people should be enrolled again from phot
 The measurement is in README.md, "Faces enrolled by an older version".
 
 The store is the source of truth for which faces are current: `current_only` filters a
-gallery snapshot or a change set with `FaceStore.faces_not_made_by`.
+gallery snapshot or a change set with `Store.faces_not_made_by`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 from app.pipeline.align import EMBEDDING_VERSION
 
 if TYPE_CHECKING:
-    from app.pipeline.store import FaceStore, Gallery
+    from app.pipeline.store import Gallery, GalleryDelta, Store
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class Outdated:
                 f"used for recognition{lost}: enroll them again from photos")
 
 
-def outdated(store: FaceStore) -> Outdated:
+def outdated(store: Store) -> Outdated:
     """Which stored faces another embedding version made (one query each)."""
     rows = store.faces_not_made_by(EMBEDDING_VERSION)
     if not rows:
@@ -91,3 +91,18 @@ def current_only(gallery: Gallery, outdated_ids: np.ndarray | list[int]) -> Gall
     keep = ~np.isin(gallery.face_ids, ids)
     return replace(gallery, face_ids=gallery.face_ids[keep], person_ids=gallery.person_ids[keep],
                    embeddings=gallery.embeddings[keep])
+
+
+def current_gallery(store: Store) -> Gallery:
+    """The store's faces that this embedding version made."""
+    gallery = store.gallery()
+    return current_only(gallery, [f for f, _ in store.faces_not_made_by(EMBEDDING_VERSION)])
+
+
+def current_changes(store: Store, delta: GalleryDelta, since: int) -> GalleryDelta:
+    """A change set without the faces another embedding version made."""
+    stale = [f for f, _ in store.faces_not_made_by(EMBEDDING_VERSION, changed_after=since)]
+    if not stale:
+        return delta
+    return replace(delta, faces=current_only(delta.faces, stale),
+                   removed_faces=np.union1d(delta.removed_faces, np.asarray(stale, np.int64)))

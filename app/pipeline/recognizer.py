@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from app.config import Paths, Settings
+from app.config import Paths, Settings, store_location
 from app.pipeline import consistency
 from app.pipeline.align import EMBEDDING_VERSION, align_face, thumbnail_jpeg
 from app.pipeline.decision import Calibration, Decision, DecisionRule, load_calibration
@@ -19,17 +19,16 @@ from app.pipeline.embedder import FaceEmbedder
 from app.pipeline.errors import NoFaceError, PersonError
 from app.pipeline.imageio import display_name, load_image
 from app.pipeline.index import FaceIndex
-from app.pipeline.outdated import Outdated, current_only, outdated
+from app.pipeline.outdated import Outdated, current_changes, current_gallery, outdated
 from app.pipeline.quality import MIN_SHARPNESS, face_sharpness
 from app.pipeline.store import (
     EMBEDDING_DIM,
     FaceInfo,
-    FaceStore,
-    Gallery,
-    GalleryDelta,
     NewFace,
     Person,
+    Store,
     normalize_name,
+    open_store,
 )
 from app.pipeline.tracking import FaceTracker
 from app.pipeline.types import Detection, FaceResult, FrameResult
@@ -76,19 +75,18 @@ def subject_face_embedding(detector: FaceDetector, embedder: FaceEmbedder,
     return vec
 
 
-def current_gallery(store: FaceStore) -> Gallery:
-    """The store's faces that this embedding version made (`app.pipeline.outdated`)."""
-    gallery = store.gallery()
-    return current_only(gallery, [f for f, _ in store.faces_not_made_by(EMBEDDING_VERSION)])
+def make_index(store: Store, path: Path | None, settings: Settings, threads: int) -> FaceIndex:
+    """The index for a store: its faces of this embedding version (`current_gallery`).
 
+    A local HNSW index, or for a shared gallery above `app.pipeline.shared.DB_SEARCH_ABOVE`
+    faces, search in the database (`app.pipeline.shared.RemoteIndex`).
+    """
+    if hasattr(store, "match_in_database"):
+        from app.pipeline.shared import DB_SEARCH_ABOVE, RemoteIndex
 
-def current_changes(store: FaceStore, delta: GalleryDelta, since: int) -> GalleryDelta:
-    """A change set without the faces another embedding version made."""
-    stale = [f for f, _ in store.faces_not_made_by(EMBEDDING_VERSION, changed_after=since)]
-    if not stale:
-        return delta
-    return replace(delta, faces=current_only(delta.faces, stale),
-                   removed_faces=np.union1d(delta.removed_faces, np.asarray(stale, np.int64)))
+        if store.mirror.face_count() > DB_SEARCH_ABOVE:  # type: ignore[attr-defined]
+            return RemoteIndex(store, threads)  # type: ignore[arg-type, return-value]
+    return FaceIndex(current_gallery(store), path, settings.search, threads)
 
 
 class Recognizer:
@@ -98,9 +96,9 @@ class Recognizer:
     main thread, or the GUI's pipeline worker).
     """
 
-    def __init__(self, detector: FaceDetector, embedder: FaceEmbedder, store: FaceStore,
+    def __init__(self, detector: FaceDetector, embedder: FaceEmbedder, store: Store,
                  index: FaceIndex, settings: Settings, model_dir: Path | None = None,
-                 calibration: Calibration | None = None) -> None:
+                 calibration: Calibration | None = None, index_path: Path | None = None) -> None:
         self.model_dir = model_dir
         self.detector = detector
         self.embedder = embedder
@@ -109,33 +107,43 @@ class Recognizer:
         self.settings = settings
         self.rule = DecisionRule(calibration or load_calibration(model_dir), settings.false_accept,
                                  settings.min_similarity)
+        self.index_path = index_path if index_path is not None else index.path
 
     @classmethod
     def open(cls, paths: Paths, settings: Settings | None = None, *,
-             model_dir: Path | None = None, calibration: Calibration | None = None) -> Recognizer:
+             model_dir: Path | None = None, calibration: Calibration | None = None,
+             store: str | None = None) -> Recognizer:
         """Load the models, open the store and load (or rebuild) the index.
 
-        *calibration* replaces the decision rule's calibration shipped with the models.
+        Parameters
+        ----------
+        calibration : Calibration, optional
+            Replaces the decision rule's calibration shipped with the models.
+        store : str, optional
+            A shared gallery's URL (``--store``); by default ``FACEREC_STORE``, the
+            settings, or the SQLite store in the data directory (`store_location`).
         """
         settings = (settings or Settings.load(paths.settings)).validated()
         paths.ensure()
         t0 = time.perf_counter()
         detector = FaceDetector(settings.detection_confidence, model_dir)
-        store = None
+        opened: Store | None = None
         try:
             embedder = FaceEmbedder(settings.threads, model_dir=model_dir)
             calibration = calibration or load_calibration(model_dir)
-            store = FaceStore(paths.db)
-            index = FaceIndex(current_gallery(store), paths.index, settings.search, embedder.threads)
+            opened = open_store(store_location(paths, settings, store), cache_dir=paths.root)
+            # A shared gallery's cache has its own index file beside its mirror.
+            index_path = getattr(opened, "index_path", paths.index)
+            index = make_index(opened, index_path, settings, embedder.threads)
         except BaseException:
             detector.close()
-            if store is not None:
-                store.close()
+            if opened is not None:
+                opened.close()
             raise
-        log.info("recognizer ready in %.0f ms: %d people, %d faces, %d threads",
+        log.info("recognizer ready in %.0f ms: %d people, %d faces, %d threads, store %s",
                  (time.perf_counter() - t0) * 1000, index.people_count, len(index),
-                 embedder.threads)
-        return cls(detector, embedder, store, index, settings, model_dir, calibration)
+                 embedder.threads, opened.label)
+        return cls(detector, embedder, opened, index, settings, model_dir, calibration, index_path)
 
     def close(self) -> None:
         """Release the models and the store."""
@@ -445,8 +453,7 @@ class Recognizer:
 
     def reload(self) -> None:
         """Rebuild the in-memory index from the whole store."""
-        self.index = FaceIndex(current_gallery(self.store), self.index.path, self.settings.search,
-                               self.embedder.threads)
+        self.index = make_index(self.store, self.index_path, self.settings, self.embedder.threads)
 
     def refresh(self) -> bool:
         """Catch up with every change to the store since the index's generation.

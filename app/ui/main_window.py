@@ -149,6 +149,7 @@ class MainWindow(QMainWindow):
         w.people_changed.connect(self._on_worker_people_changed)
         w.log_rows.connect(self._on_worker_log_rows)
         w.paused_changed.connect(self._on_worker_paused_changed)
+        w.store_status.connect(self._on_worker_store_status)
         app = QApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)
@@ -282,7 +283,13 @@ class MainWindow(QMainWindow):
         self.outdated_label.setObjectName("outdatedLabel")
         self.outdated_label.setStyleSheet("color: #b45309;")
         self.outdated_label.hide()
+        # Shown only while a shared gallery is unreachable.
+        self.store_label = QLabel("")
+        self.store_label.setObjectName("storeStatus")
+        self.store_label.setStyleSheet("color: #b91c1c; font-weight: bold;")
+        self.store_label.hide()
         sb.addWidget(self.source_label, 1)
+        sb.addPermanentWidget(self.store_label)
         for label in (self.fps_label, self.timing_label, self.outdated_label, self.people_label):
             label.setContentsMargins(8, 0, 8, 0)
             sb.addPermanentWidget(label)
@@ -618,6 +625,18 @@ class MainWindow(QMainWindow):
             if note != self._outdated_note:
                 self.statusBar().showMessage(sentence, 20000)
         self._outdated_note = note
+
+    def _on_worker_store_status(self, offline_since: float | None) -> None:
+        from app.pipeline.shared import describe_offline
+
+        text = describe_offline(offline_since)
+        self.store_label.setText(text)
+        self.store_label.setToolTip("Recognising from this computer's copy of the gallery; "
+                                    "the recognition log is queued and sent when it is back. "
+                                    "Enrolling waits until then." if text else "")
+        self.store_label.setVisible(bool(text))
+        if not text:
+            self.statusBar().showMessage("Shared gallery back online", 5000)
 
     # -- the live view: snapshots, corrections, saving a frame ---------------------------
     def current_frame(self) -> np.ndarray | None:

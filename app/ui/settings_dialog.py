@@ -1,4 +1,4 @@
-"""The settings dialog: strictness, detection, search, camera, threads; log retention; expert."""
+"""The settings dialog: strictness, detection, camera, threads, log, expert, shared gallery."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -132,6 +133,7 @@ class SettingsDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(self._build_log_group(s))
         layout.addWidget(self._build_expert_group(s))
+        layout.addWidget(self._shared_gallery_group(s))
         layout.addWidget(buttons)
         fit_to_screen(self, QSize(560, self.sizeHint().height()))
 
@@ -180,6 +182,36 @@ class SettingsDialog(QDialog):
                     f"{cal.threshold(100, rate):.3f} with 100.")
         self.rule_hint.setText(text)
 
+    # -- the shared gallery -----------------------------------------------------------
+    def _shared_gallery_group(self, s: Settings) -> QGroupBox:
+        """Where the gallery lives: this computer, or a PostgreSQL database shared by many."""
+        from app.pipeline.pgstore import mask_url
+
+        box = QGroupBox("Shared gallery")
+        box.setObjectName("sharedGalleryGroup")
+        self.store_url = QLineEdit()
+        self.store_url.setObjectName("storeUrl")
+        self.store_url.setPlaceholderText("postgresql://user@host/facerec (empty: this computer only)")
+        # A password in the saved URL is never shown; left untouched, it is kept.
+        self._store_masked = mask_url(s.store) if s.store else ""
+        self.store_url.setText(self._store_masked)
+        self.store_url.setClearButtonEnabled(True)
+        note = QLabel("Every workstation with the same URL shares one gallery and one recognition "
+                      "log. Keep the password in ~/.pgpass or a service file, not here. Takes "
+                      "effect the next time facerec starts; --store and FACEREC_STORE override it.")
+        note.setWordWrap(True)
+        note.setStyleSheet("color: #6b7280;")
+        inner = QVBoxLayout(box)
+        inner.addWidget(self.store_url)
+        inner.addWidget(note)
+        return box
+
+    def _store_value(self) -> str:
+        text = self.store_url.text().strip()
+        if text and text == self._store_masked:
+            return self._original.store
+        return text
+
     def restore_defaults(self) -> None:
         """Put every field back to its default."""
         d = Settings()
@@ -206,4 +238,5 @@ class SettingsDialog(QDialog):
             threads=self.threads.value(),
             log_retention_days=self.retention.value(),
             show_candidates=self.show_candidates.isChecked(),
+            store=self._store_value(),
         ).validated()

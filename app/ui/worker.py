@@ -59,8 +59,9 @@ JOB_BUDGET_S = 0.08
 LIVE_TIMEOUT_S = 5.0
 #: Poll interval of the idle loop and of short waits (bounds how long `stop` takes).
 POLL_S = 0.05
-#: Seconds between checks for changes another process made to the store.
-STORE_CHECK_S = 2.0
+#: Seconds between checks for changes another process or workstation made to the store
+#: (one cheap local query; a shared gallery's mirror is kept current in the background).
+STORE_CHECK_S = 0.5
 #: Seconds between writes of the recognition log (a new appearance is written at once).
 LOG_FLUSH_S = 1.0
 #: Seconds between applications of the log's retention setting.
@@ -187,6 +188,8 @@ class PipelineWorker(QThread):
     log_rows = Signal(object)
     #: A video file was paused (True) or resumed (False).
     paused_changed = Signal(bool)
+    #: A shared gallery went away (epoch seconds it did) or came back (None).
+    store_status = Signal(object)
 
     #: Every worker ever created (weakly), so tests can check none is left running.
     instances: weakref.WeakSet[PipelineWorker] = weakref.WeakSet()
@@ -217,6 +220,7 @@ class PipelineWorker(QThread):
         self._live_count = 0
         self._tracker = FaceTracker()
         self._checked_store_at = 0.0
+        self._offline_since: float | None = None
         self._stamps: deque[float] = deque(maxlen=64)
         self._paused = False
         self._journal = AppearanceLog()
@@ -394,6 +398,24 @@ class PipelineWorker(QThread):
             if item is not None:
                 item[1].failed.emit(failure or "recognition has stopped")
 
+    def _check_store(self, rec: Recognizer) -> None:
+        """Follow changes made elsewhere, and say when a shared gallery goes or returns."""
+        now = time.monotonic()
+        if now - self._checked_store_at <= STORE_CHECK_S:
+            return
+        # Another facerec process (the CLI, a second window, another workstation) may have
+        # changed the gallery; one cheap query tells, and the index catches up only then.
+        self._checked_store_at = now
+        try:
+            if rec.refresh():
+                self.people_changed.emit(rec.people())
+        except FacerecError as exc:  # e.g. the store is locked for long: try again later
+            log.warning("could not follow changes to the gallery: %s", exc)
+        since = rec.store.offline_since
+        if since != self._offline_since:
+            self._offline_since = since
+            self.store_status.emit(since)
+
     def _wait_for_job(self, rec: Recognizer, timeout: float) -> None:
         try:
             item = self._jobs.get(timeout=timeout)
@@ -433,13 +455,8 @@ class PipelineWorker(QThread):
     # -- store and recognition log (worker thread) --------------------------------
     def _housekeeping(self, rec: Recognizer) -> None:
         """Between frames or while idle: follow the store, write the log, apply retention."""
+        self._check_store(rec)
         now = time.monotonic()
-        if now - self._checked_store_at > STORE_CHECK_S:
-            # Another facerec process (the CLI, a second window) may have changed the
-            # store; one cheap query tells, and the index catches up only then.
-            self._checked_store_at = now
-            if rec.refresh():
-                self.people_changed.emit(rec.people())
         if self._journal.has_pending and now - self._journal_at >= LOG_FLUSH_S:
             self._publish_log(rec)
         if now - self._pruned_at > PRUNE_EVERY_S:
