@@ -38,8 +38,16 @@ from typing import Any
 
 import numpy as np
 
+from app.pipeline.align import EMBEDDING_VERSION
 from app.pipeline.errors import StoreError
-from app.pipeline.index import CANDIDATES, NO_MATCH, PEOPLE_PER_QUERY, Match, faces_per_decision
+from app.pipeline.index import (
+    CANDIDATES,
+    MEAN_FACE_WEIGHT,
+    NO_MATCH,
+    PEOPLE_PER_QUERY,
+    Match,
+    faces_per_decision,
+)
 from app.pipeline.store import (
     EMBEDDING_DIM,
     SCHEMA_VERSION,
@@ -574,22 +582,29 @@ class PostgresStore(Store):
         return len(dump.people)
 
     # -- search in the database -------------------------------------------------------
+    # Only faces of this embedding version take part (`app.pipeline.outdated`). A
+    # person's score is `app.pipeline.index.person_score`: the similarity to their mean
+    # face (the sum of similarities over the length of the sum of embeddings) blended
+    # with the mean of their best few.
     _MATCH_SQL = f"""
         WITH cand AS (
-            SELECT person_id, embedding <=> %(q)s AS d FROM faces
+            SELECT person_id, embedding <=> %(q)s AS d FROM faces WHERE embedder = %(v)s
             ORDER BY embedding <=> %(q)s LIMIT {CANDIDATES}
         ), ppl AS (
             SELECT person_id, min(d) AS best FROM cand GROUP BY person_id
             ORDER BY best LIMIT {PEOPLE_PER_QUERY}
         ), scored AS (
-            SELECT f.person_id, 1 - (f.embedding <=> %(q)s) AS sim,
+            SELECT f.person_id, f.embedding, 1 - (f.embedding <=> %(q)s) AS sim,
                    row_number() OVER (PARTITION BY f.person_id
                                       ORDER BY f.embedding <=> %(q)s) AS rank,
                    count(*) OVER (PARTITION BY f.person_id) AS n
-            FROM faces f JOIN ppl ON ppl.person_id = f.person_id
+            FROM faces f JOIN ppl ON ppl.person_id = f.person_id WHERE f.embedder = %(v)s
         )
-        SELECT person_id, avg(sim) FROM scored
-        WHERE rank <= GREATEST(1, LEAST(5, (n + 3) / 4)) GROUP BY person_id
+        SELECT person_id,
+               {MEAN_FACE_WEIGHT} * sum(sim) / GREATEST(vector_norm(sum(embedding)), 1e-6)
+               + {1 - MEAN_FACE_WEIGHT} * avg(sim) FILTER (
+                   WHERE rank <= GREATEST(1, LEAST(5, (n + 3) / 4)))
+        FROM scored GROUP BY person_id
     """
 
     def match(self, queries: np.ndarray, names: dict[int, str] | None = None, *,
@@ -598,8 +613,8 @@ class PostgresStore(Store):
 
         The same per-person rule as `app.pipeline.index.FaceIndex.match`: the nearest
         `CANDIDATES` faces name up to `PEOPLE_PER_QUERY` people, and each one's score is
-        the mean of their best `faces_per_decision` similarities over *all* their faces,
-        computed exactly in the database.
+        `app.pipeline.index.person_score` over *all* their faces of this embedding
+        version, computed exactly in the database.
         """
         assert faces_per_decision(9) == 3  # the SQL above encodes this rule
         out = []
@@ -609,8 +624,8 @@ class PostgresStore(Store):
                 self._conn.execute(f"SET hnsw.ef_search = {int(ef)}")
                 self._ef = ef
             for q in q_all:
-                rows = self._conn.execute(self._MATCH_SQL, {"q": Vector(unit_embedding(q))},
-                                          binary=True).fetchall()
+                params = {"q": Vector(unit_embedding(q)), "v": EMBEDDING_VERSION}
+                rows = self._conn.execute(self._MATCH_SQL, params, binary=True).fetchall()
                 if not rows:
                     out.append(NO_MATCH)
                     continue

@@ -24,8 +24,10 @@ import numpy as np
 import pytest
 
 from app.cli import main
+from app.pipeline.align import EMBEDDING_VERSION
 from app.pipeline.errors import PersonError
 from app.pipeline.index import FaceIndex
+from app.pipeline.outdated import current_gallery
 from app.pipeline.pgstore import PostgresStore, StoreOfflineError
 from app.pipeline.shared import SharedStore
 from app.pipeline.store import FaceStore, NewFace, Sighting
@@ -39,7 +41,7 @@ def unit(v: np.ndarray) -> np.ndarray:
 
 
 def faces(rng: np.random.Generator, n: int) -> list[NewFace]:
-    return [NewFace(unit(rng.standard_normal(512)), b"jpeg", "x.jpg", "test-1") for _ in range(n)]
+    return [NewFace(unit(rng.standard_normal(512)), b"jpeg", "x.jpg", EMBEDDING_VERSION) for _ in range(n)]
 
 
 def wait_for(check, what: str, timeout: float = WAIT_S):  # noqa: ANN001, ANN201
@@ -465,13 +467,18 @@ def test_search_in_the_database_follows_the_per_person_rule(pg_url: str) -> None
     rng = np.random.default_rng(12)
     centres = unit(rng.standard_normal((40, 512)))
     with PostgresStore(pg_url) as pg:
-        pg.add_many([(f"P{k}", [NewFace(unit(c + 0.8 * unit(rng.standard_normal(512))))
+        pg.add_many([(f"P{k}", [NewFace(unit(c + 0.8 * unit(rng.standard_normal(512))),
+                                        embedder=EMBEDDING_VERSION)
                                 for _ in range(1 + k % 9)]) for k, c in enumerate(centres)])
-        gallery = pg.gallery()
         probes = unit(centres[rng.integers(0, 40, 60)] + 0.8 * unit(rng.standard_normal((60, 512))))
+        # A face an older embedding version made takes no part, even as an exact copy.
+        pg.add_faces("Old", [NewFace(probes[0], embedder="older-version")])
+        gallery = current_gallery(pg)
+        assert len(gallery.face_ids) == pg.face_count() - 1
         probes[-1] = gallery.embeddings[0]  # a stored face itself
         in_db = pg.match(probes, gallery.names)
     local = FaceIndex(gallery, None, "exact").match(probes)
+    assert "Old" not in [m.name for m in in_db]
     assert [m.person_id for m in in_db] == [m.person_id for m in local]
     assert [m.name for m in in_db] == [m.name for m in local]
     assert np.allclose([m.similarity for m in in_db], [m.similarity for m in local], atol=1e-5)
