@@ -48,9 +48,18 @@ def _note(msg: str) -> None:
 # -- commands ------------------------------------------------------------------------
 
 def _open_recognizer(args: argparse.Namespace):  # noqa: ANN202 - lazy import keeps --help fast
+    """The Recognizer over the user's data; a line on stderr if faces need enrolling again."""
     from app.pipeline.recognizer import Recognizer
 
-    return Recognizer.open(args.paths, store=args.store)
+    rec = Recognizer.open(args.paths, store=args.store)
+    try:
+        note = rec.outdated().note()
+    except BaseException:
+        rec.close()
+        raise
+    if note:
+        _note(f"note: {note} (facerec people lists them)")
+    return rec
 
 
 def _location(args: argparse.Namespace) -> str | Path:
@@ -186,10 +195,13 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_people(args: argparse.Namespace) -> int:
     """List enrolled people."""
+    from app.pipeline.outdated import outdated
+
     with _open_store(args) as store:
         people = store.people()
+        old = outdated(store)
     if args.json:
-        print(json.dumps([{"name": p.name, "faces": p.face_count,
+        print(json.dumps([{"name": p.name, "faces": p.face_count, "older_version_faces": old.of(p.id),
                            "created": datetime.fromtimestamp(p.created, timezone.utc).isoformat()}
                           for p in people], ensure_ascii=False))
     elif not people:
@@ -197,7 +209,14 @@ def cmd_people(args: argparse.Namespace) -> int:
     else:
         width = max(len(p.name) for p in people)
         for p in people:
-            print(f"{p.name:<{width}}  {p.face_count} face(s)")
+            n_old = old.of(p.id)
+            print(f"{p.name:<{width}}  {p.face_count} face(s)" + (
+                "" if not n_old else
+                ", all by an older version: not recognised, enroll again from photos"
+                if n_old >= p.face_count else
+                f", {n_old} by an older version: not used, enroll again from photos"))
+    if old.faces and not args.json:
+        _note(f"note: {old.note()}")
     return EXIT_OK
 
 
@@ -221,6 +240,8 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 def cmd_faces(args: argparse.Namespace) -> int:
     """List a person's faces with their ids, and any same-person flag."""
+    from app.pipeline.align import EMBEDDING_VERSION
+
     name = _person_name(args.name)
     with _open_recognizer(args) as rec:
         faces = rec.faces_of(name)
@@ -231,6 +252,7 @@ def cmd_faces(args: argparse.Namespace) -> int:
         print(json.dumps([{
             "id": f.id, "source": f.source, "embedder": f.embedder,
             "created": datetime.fromtimestamp(f.created, timezone.utc).isoformat(),
+            "current": f.embedder == EMBEDDING_VERSION,
             "flag": flags[f.id].reason if f.id in flags else None} for f in faces],
             ensure_ascii=False))
         return EXIT_OK
@@ -457,7 +479,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from app.pipeline.embedder import FaceEmbedder
     from app.pipeline.evaluate import plot_report, read_pairs, verify_pairs, write_scores
     from app.pipeline.imageio import load_image
-    from app.pipeline.recognizer import largest_face_embedding
+    from app.pipeline.recognizer import subject_face_embedding
 
     pairs_path = Path(args.pairs)
     pairs = read_pairs(pairs_path)
@@ -470,7 +492,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     bar, progress = _progress_bar("embedding", "image")
     try:
         report = verify_pairs(
-            pairs, images, lambda p: largest_face_embedding(detector, embedder, load_image(p)),
+            pairs, images, lambda p: subject_face_embedding(detector, embedder, load_image(p)),
             progress)
     finally:
         bar.close()
@@ -512,6 +534,44 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_embedding_mean(args: argparse.Namespace) -> int:
+    """Make the mean embedding that facerec subtracts from every embedding."""
+    import numpy as np
+
+    from app.pipeline.detector import FaceDetector
+    from app.pipeline.embedder import FaceEmbedder, save_mean
+    from app.pipeline.models import EMBEDDING_MEAN, sha256_of
+    from app.pipeline.openset import mean_embedding
+
+    settings = Settings.load(args.paths.settings)
+    detector = FaceDetector(settings.detection_confidence)
+    bar, progress = _progress_bar("embedding", "photo")
+    try:
+        result = mean_embedding(Path(args.folder), detector,
+                                FaceEmbedder(settings.threads, centred=False), progress)
+    finally:
+        bar.close()
+        detector.close()
+    for line in result.skipped:
+        log.info("skipped %s", line)
+    if result.skipped:
+        _note(f"note: {len(result.skipped)} photo(s) skipped (unreadable or no face); -v lists them")
+    out = Path(args.out)
+    try:
+        save_mean(result.mean, out)
+    except OSError as exc:
+        raise FacerecError(f"{out}: cannot write ({exc.strerror})") from None
+    digest = sha256_of(out)
+    print(f"mean of {result.people} people ({result.photos} photos), length "
+          f"{float(np.linalg.norm(result.mean)):.4f}, written to {out}")
+    print(f"sha256 {digest}")
+    if digest != EMBEDDING_MEAN.sha256:
+        print(f"facerec checks this file against the SHA-256 pinned as EMBEDDING_MEAN in "
+              f"app/pipeline/models.py ({EMBEDDING_MEAN.sha256[:12]}...): pin the new one there to "
+              f"use it, then re-run facerec calibrate (README.md, 'Accuracy on LFW')")
+    return EXIT_OK
+
+
 def cmd_lfw_split(args: argparse.Namespace) -> int:
     """Write the seeded LFW open-set split (report and calibration)."""
     from app.pipeline.lfw import SplitPlan, make_split
@@ -524,6 +584,9 @@ def cmd_lfw_split(args: argparse.Namespace) -> int:
         print(f"{split:<12} {parts}")
     if manifest["copied_instead_of_linked"]:
         _note(f"note: links were not allowed here; {manifest['copied_instead_of_linked']} files copied")
+    if not manifest["mean_excludes_view2"]:
+        _note("note: lfw_dir_names/pairs.txt is not in LFW_DIR, so calibration/mean may hold "
+              "photos of View 2's pairs")
     print(f"written to {args.out_dir} (seed {args.seed}; every file chosen is in split.json)")
     return EXIT_OK
 
@@ -696,12 +759,12 @@ def cmd_self_test(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from app.pipeline.align import CROP_SIZE
+    from app.pipeline.align import CROP_SIZE, EMBEDDING_VERSION
     from app.pipeline.decision import CALIBRATION_FILE, load_calibration
     from app.pipeline.detector import FaceDetector
-    from app.pipeline.embedder import FaceEmbedder
+    from app.pipeline.embedder import FaceEmbedder, load_mean
     from app.pipeline.imageio import load_image
-    from app.pipeline.models import DETECTOR, EMBEDDER, models_dir, verified_model
+    from app.pipeline.models import DETECTOR, EMBEDDER, EMBEDDING_MEAN, models_dir, verified_model
     from app.pipeline.recognizer import largest_face_embedding
     from app.pipeline.store import FaceStore, NewFace
 
@@ -722,7 +785,15 @@ def cmd_self_test(args: argparse.Namespace) -> int:
     print(f"facerec {__version__}, models in {models_dir()}")
     check(f"model {DETECTOR.filename} verified", lambda: verified_model(DETECTOR))
     check(f"model {EMBEDDER.filename} verified", lambda: verified_model(EMBEDDER))
-    check(f"decision rule calibration {CALIBRATION_FILE} loads", load_calibration)
+    check(f"mean embedding {EMBEDDING_MEAN.filename} verified", load_mean)
+
+    def calibration_matches() -> None:
+        made_for = load_calibration().source.get("embedding_version")
+        if made_for != EMBEDDING_VERSION:
+            raise RuntimeError(f"made for embeddings {made_for!r}, these are {EMBEDDING_VERSION!r}; "
+                               "re-run facerec calibrate (README.md, 'Accuracy on LFW')")
+    check(f"decision rule calibration {CALIBRATION_FILE} loads, made for these embeddings",
+          calibration_matches)
     detector = check("face detector loads", FaceDetector)
     embedder = check("face embedder loads", FaceEmbedder)
     rng = np.random.default_rng(0)
@@ -981,6 +1052,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", metavar="FILE.json", help="write the calibration here "
                    "(models/calibration.json is the one facerec uses); default: print it")
     s.set_defaults(func=cmd_calibrate)
+
+    s = sub.add_parser("embedding-mean",
+                       help="make the mean embedding facerec subtracts (models/facenet512_mean.npy)")
+    s.add_argument("folder", metavar="DIR", help="one subfolder of photos per person "
+                   "(lfw-split's calibration/mean)")
+    s.add_argument("--out", required=True, metavar="FILE.npy",
+                   help="where to write it (models/facenet512_mean.npy is the one facerec uses)")
+    s.set_defaults(func=cmd_embedding_mean)
 
     s = sub.add_parser("lfw-split", help="write the seeded LFW open-set split")
     s.add_argument("lfw_dir", metavar="LFW_DIR",

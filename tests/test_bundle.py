@@ -203,4 +203,5 @@ def test_bundle_ships_resources_and_no_cv2_qt_plugins() -> None:
     assert (internal / "resources" / "icons" / "facerec.svg").is_file()
     assert sorted(p.name for p in (internal / "models").glob("*.tflite")) == [
         "face_detection_short_range.tflite", "facenet512.tflite"]
+    assert (internal / "models" / "facenet512_mean.npy").is_file()  # verified by self-test
     assert not (internal / "cv2" / "qt").exists()  # Qt 5 plugins would fight PySide6's Qt 6

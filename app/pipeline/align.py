@@ -19,15 +19,18 @@ import math
 import cv2
 import numpy as np
 
+from app.pipeline.models import EMBEDDING_MEAN
 from app.pipeline.types import Detection
 
 CROP_SIZE = 160
 
-#: Names the crop geometry and preprocessing an embedding was computed with. Embeddings
-#: of different versions must not be compared: a face enrolled under another version has
-#: to be embedded again from its photo. Change it whenever the crop or the
-#: standardisation changes.
-EMBEDDING_VERSION = "facenet512-20180408/mtcnn-box-v2"
+#: Names the crop geometry, the preprocessing and the mean embedding subtracted
+#: (`app.pipeline.embedder`) an embedding was computed with. Embeddings of different
+#: versions must not be compared: a face enrolled under another version has to be
+#: embedded again from its photo (faces of other versions are left out of recognition;
+#: see `app.pipeline.recognizer`). Change it whenever the crop or the standardisation
+#: changes; a new mean file changes it by itself.
+EMBEDDING_VERSION = f"facenet512-20180408/mtcnn-box-v2/mean-{EMBEDDING_MEAN.sha256[:12]}"
 
 #: The linear map from BlazeFace's keypoints to the MTCNN crop box (MTCNN's box plus
 #: 12 px on each side in a 250x250 LFW photo, i.e. 24 px in all; chosen on held-out
@@ -101,12 +104,16 @@ def crop_transform(det: Detection, size: int = CROP_SIZE) -> np.ndarray:
 
 
 def align_face(rgb: np.ndarray, det: Detection, size: int = CROP_SIZE) -> np.ndarray:
-    """Return the aligned (size, size, 3) ``uint8`` crop of one face.
+    """Return the aligned (size, size, 3) ``uint8`` crop of one face (see `warp`)."""
+    return warp(rgb, crop_transform(det, size), size)
+
+
+def warp(rgb: np.ndarray, m: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
+    """The (size, size, 3) ``uint8`` crop that the 2x3 affine *m* maps the frame to.
 
     A large face is first shrunk with area averaging so the crop does not alias; parts
     of the crop outside the frame are filled by replicating the border.
     """
-    m = crop_transform(det, size)
     scale = max(math.hypot(m[0, 0], m[0, 1]), math.hypot(m[1, 0], m[1, 1]))
     if scale < 0.5:
         # Shrink the region around the face with INTER_AREA first (warpAffine would

@@ -60,19 +60,26 @@ _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x0
 
 
 def _copy_faces(pg: PostgresStore, ids: np.ndarray, pids: np.ndarray, vecs: np.ndarray) -> None:
-    """All faces in one binary COPY, the rows laid out by numpy (no per-row Python)."""
+    """All faces in one binary COPY, the rows laid out by numpy (no per-row Python).
+
+    Each face is marked as made by this embedding version: the search takes no other.
+    """
+    version = EMBEDDING_VERSION.encode()
     row = np.dtype([("nf", ">i2"), ("l1", ">i4"), ("id", ">i8"), ("l2", ">i4"), ("pid", ">i8"),
                     ("l3", ">i4"), ("dim", ">i2"), ("unused", ">i2"), ("vec", ">f4", EMBEDDING_DIM),
-                    ("l4", ">i4"), ("created", ">f8"), ("l5", ">i4"), ("changed", ">i8")])
+                    ("l4", ">i4"), ("created", ">f8"), ("l5", ">i4"), ("changed", ">i8"),
+                    ("l6", ">i4"), ("embedder", f"S{len(version)}")])
     conn = pg._conn
     with conn.transaction(), conn.cursor() as cur, cur.copy(
-            "COPY faces (id, person_id, embedding, created, changed) FROM STDIN (FORMAT BINARY)") as cp:
+            "COPY faces (id, person_id, embedding, created, changed, embedder) FROM STDIN "
+            "(FORMAT BINARY)") as cp:
         cp.write(_COPY_HEADER)
         for s in range(0, ids.size, 50_000):
             e = min(ids.size, s + 50_000)
             rows = np.zeros(e - s, row)
-            rows["nf"], rows["l1"], rows["l2"], rows["l4"], rows["l5"] = 5, 8, 8, 8, 8
+            rows["nf"], rows["l1"], rows["l2"], rows["l4"], rows["l5"] = 6, 8, 8, 8, 8
             rows["l3"], rows["dim"] = 4 + 4 * EMBEDDING_DIM, EMBEDDING_DIM
+            rows["l6"], rows["embedder"] = len(version), version
             rows["id"], rows["pid"], rows["vec"] = ids[s:e], pids[s:e], vecs[s:e]
             rows["created"], rows["changed"] = time.time(), 1
             cp.write(rows.tobytes())
@@ -90,7 +97,8 @@ def load(pg: PostgresStore, n_faces: int, generator: str = "faces", index: str =
     """
     gallery, queries, q_ids = synthetic_gallery(n_faces, kind=generator)
     stats = sha256_of(models_dir() / FACE_SPACE_FILE)[:12] if generator == "faces" else ""
-    tag = json.dumps({"generator": generator, "faces": n_faces, "index": index, "m": PG_HNSW_M,
+    tag = json.dumps({"generator": generator, "faces": n_faces, "embedder": EMBEDDING_VERSION,
+                      "index": index, "m": PG_HNSW_M,
                       "ef_construction": PG_HNSW_EF_CONSTRUCTION, "stats": stats}, sort_keys=True)
     out = {"gallery": gallery, "queries": queries, "q_ids": q_ids + 1}
     conn = pg._conn

@@ -11,10 +11,16 @@ The HNSW graph is persisted beside the store together with the store *generation
 reflects and a checksum; a missing, stale or unreadable file is rebuilt from the store,
 which is the source of truth.
 
-Matching is per person, not per nearest face: a person's score is the mean of their
-best ``m`` similarities, where ``m`` grows with the number of photos they have. A
-person enrolled with ten photos therefore cannot be claimed by a stranger who happens to
-resemble one bad photo, while a person with one photo is matched on that photo alone.
+Matching is per person, not per nearest face: a person's score is the mean of two
+measures (`person_score`): the mean of their best ``m`` similarities, where ``m`` grows
+with the number of photos they have, and the similarity to their mean face (the
+normalised mean of their embeddings). A person enrolled with ten photos therefore cannot
+be claimed by a stranger who happens to resemble one bad photo, while a person with one
+photo is matched on that photo alone. The mean face adds what several photos agree on:
+on the LFW calibration split (people enrolled with 2 photos each), the share named right
+at the score that names 1 stranger in 200 rises from 85.6 to 87.2 % with 680 people
+enrolled, and from 92.5 to 93.2 % on average over galleries of 2 to 680 people (weights
+0.6, 0.75 and 0.9 for the mean face: 93.1, 93.2 and 93.1 %; README.md, "Accuracy on LFW").
 """
 
 from __future__ import annotations
@@ -62,12 +68,40 @@ def ef_search(n_faces: int) -> int:
 REBUILD_ON_DELETE_LIMIT = 10_000
 
 
+#: Weight of the similarity to a person's mean face in their score (the rest goes to the
+#: mean of their best `faces_per_decision` similarities); chosen on the LFW calibration split.
+MEAN_FACE_WEIGHT = 0.5
+
+
 def faces_per_decision(n_faces: int) -> int:
     """How many of a person's best similarities are averaged into their score.
 
     One per four photos, at most five: 1-4 photos -> 1, 5-8 -> 2, 9-12 -> 3, ...
     """
     return max(1, min(5, (n_faces + 3) // 4))
+
+
+def person_score(sims: np.ndarray, sum_norm: float) -> float:
+    """A person's score from a face's similarities to each of their stored faces.
+
+    Parameters
+    ----------
+    sims : ndarray
+        Cosine similarities of the query to each of the person's (unit) embeddings.
+    sum_norm : float
+        Length of the sum of those embeddings: ``sims.sum() / sum_norm`` is then the
+        similarity to their mean face, without computing it.
+
+    Returns
+    -------
+    float
+        ``MEAN_FACE_WEIGHT`` x the similarity to the mean face + the rest x the mean of
+        the best `faces_per_decision` similarities; for one face, its similarity.
+    """
+    m = faces_per_decision(sims.size)
+    best = np.partition(sims, sims.size - m)[sims.size - m:] if m < sims.size else sims
+    mean_face = float(sims.sum()) / max(sum_norm, 1e-6)
+    return MEAN_FACE_WEIGHT * mean_face + (1 - MEAN_FACE_WEIGHT) * float(best.mean())
 
 
 @dataclass(frozen=True)
@@ -131,6 +165,9 @@ class FaceIndex:
         order = np.argsort(self._pids, kind="stable")
         uniq, starts = np.unique(self._pids[order], return_index=True)
         self._rows_of = {int(p): rows for p, rows in zip(uniq, np.split(order, starts[1:]))}
+        # Per person, the length of the sum of their embeddings (see `person_score`).
+        sums = np.add.reduceat(self._vecs[order], starts, axis=0) if order.size else self._vecs[:0]
+        self._sum_norm = dict(zip(uniq.tolist(), np.linalg.norm(sums, axis=1).tolist()))
 
     def __len__(self) -> int:
         return int(self._ids.size)
@@ -325,9 +362,9 @@ class FaceIndex:
                       ) -> list[tuple[float, int]]:
         """(score, person id) of the candidate people for one query, best first.
 
-        The same per-person rule as `match` (mean of a person's best `faces_per_decision`
-        similarities), over the people among the nearest faces, computed without the
-        faces in *exclude_faces* (e.g. the face being checked, when it is stored).
+        The same per-person rule as `match` (`person_score`), over the people among the
+        nearest faces, computed without the faces in *exclude_faces* (e.g. the face being
+        checked, when it is stored).
         """
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(EMBEDDING_DIM)
         (rows,), _ = self.candidates(q[None], CANDIDATES + (0 if exclude_faces is None
@@ -336,16 +373,17 @@ class FaceIndex:
         scores = []
         for pid in dict.fromkeys(self._pids[rows[~skip[rows]]].tolist()):
             own = self._rows_of[pid]
-            own = own[~skip[own]]
-            sims = self._vecs[own] @ q
-            m = faces_per_decision(own.size)
-            best = np.partition(sims, sims.size - m)[sims.size - m:] if m < sims.size else sims
-            scores.append((float(best.mean()), int(pid)))
+            if skip[own].any():
+                own = own[~skip[own]]
+                norm = float(np.linalg.norm(self._vecs[own].sum(axis=0)))
+            else:
+                norm = self._sum_norm[pid]
+            scores.append((person_score(self._vecs[own] @ q, norm), int(pid)))
         scores.sort(reverse=True)
         return scores
 
     def match(self, queries: np.ndarray) -> list[Match]:
-        """The best *person* for each query embedding, by the per-person rule above.
+        """The best *person* for each query embedding, by the per-person rule (`person_score`).
 
         The nearest faces name the candidate people (the first `PEOPLE_PER_QUERY` in rank
         order); each candidate's score is then computed exactly over all of their faces,
@@ -362,10 +400,7 @@ class FaceIndex:
             scores: list[tuple[float, int]] = []
             for pid in people:
                 own = self._rows_of[pid]
-                m = faces_per_decision(own.size)
-                sims = self._vecs[own] @ q
-                best = np.partition(sims, sims.size - m)[sims.size - m:] if m < sims.size else sims
-                scores.append((float(best.mean()), pid))
+                scores.append((person_score(self._vecs[own] @ q, self._sum_norm[pid]), pid))
             scores.sort(reverse=True)
             score, pid = scores[0]
             runner = scores[1][0] if len(scores) > 1 else -1.0

@@ -38,8 +38,16 @@ from typing import Any
 
 import numpy as np
 
+from app.pipeline.align import EMBEDDING_VERSION
 from app.pipeline.errors import StoreError
-from app.pipeline.index import CANDIDATES, NO_MATCH, PEOPLE_PER_QUERY, Match, faces_per_decision
+from app.pipeline.index import (
+    CANDIDATES,
+    MEAN_FACE_WEIGHT,
+    NO_MATCH,
+    PEOPLE_PER_QUERY,
+    Match,
+    faces_per_decision,
+)
 from app.pipeline.store import (
     EMBEDDING_DIM,
     SCHEMA_VERSION,
@@ -684,6 +692,10 @@ class PostgresStore(Store):
         return len(dump.people)
 
     # -- search in the database -------------------------------------------------------
+    # Only faces of this embedding version take part (`app.pipeline.outdated`). A
+    # person's score is `app.pipeline.index.person_score`: the similarity to their mean
+    # face (the sum of similarities over the length of the sum of embeddings) blended
+    # with the mean of their best few.
     @staticmethod
     def _match_sql(kind: str) -> str:
         """The per-person rule in SQL, its candidates from an index of *kind*."""
@@ -691,24 +703,28 @@ class PostgresStore(Store):
         if kind == "bq":
             # Sign bits find BQ_RERANK candidates; their exact distances pick the nearest.
             cand = (f"SELECT person_id, d FROM (SELECT person_id, embedding <=> %(q)s AS d "
-                    f"FROM (SELECT person_id, embedding FROM faces ORDER BY {order} "
-                    f"LIMIT {BQ_RERANK}) AS coarse) AS fine ORDER BY d LIMIT {CANDIDATES}")
+                    f"FROM (SELECT person_id, embedding FROM faces WHERE embedder = %(v)s "
+                    f"ORDER BY {order} LIMIT {BQ_RERANK}) AS coarse) AS fine "
+                    f"ORDER BY d LIMIT {CANDIDATES}")
         else:
-            cand = (f"SELECT person_id, embedding <=> %(q)s AS d FROM faces "
+            cand = (f"SELECT person_id, embedding <=> %(q)s AS d FROM faces WHERE embedder = %(v)s "
                     f"ORDER BY {order} LIMIT {CANDIDATES}")
         return f"""
         WITH cand AS ({cand}), ppl AS (
             SELECT person_id, min(d) AS best FROM cand GROUP BY person_id
             ORDER BY best LIMIT {PEOPLE_PER_QUERY}
         ), scored AS (
-            SELECT f.person_id, 1 - (f.embedding <=> %(q)s) AS sim,
+            SELECT f.person_id, f.embedding, 1 - (f.embedding <=> %(q)s) AS sim,
                    row_number() OVER (PARTITION BY f.person_id
                                       ORDER BY f.embedding <=> %(q)s) AS rank,
                    count(*) OVER (PARTITION BY f.person_id) AS n
-            FROM faces f JOIN ppl ON ppl.person_id = f.person_id
+            FROM faces f JOIN ppl ON ppl.person_id = f.person_id WHERE f.embedder = %(v)s
         )
-        SELECT person_id, avg(sim) FROM scored
-        WHERE rank <= GREATEST(1, LEAST(5, (n + 3) / 4)) GROUP BY person_id
+        SELECT person_id,
+               {MEAN_FACE_WEIGHT} * sum(sim) / GREATEST(vector_norm(sum(embedding)), 1e-6)
+               + {1 - MEAN_FACE_WEIGHT} * avg(sim) FILTER (
+                   WHERE rank <= GREATEST(1, LEAST(5, (n + 3) / 4)))
+        FROM scored GROUP BY person_id
     """
 
     def index_kind(self) -> str | None:
@@ -726,9 +742,9 @@ class PostgresStore(Store):
 
         The same per-person rule as `app.pipeline.index.FaceIndex.match`: the nearest
         `CANDIDATES` faces name up to `PEOPLE_PER_QUERY` people, and each one's score is
-        the mean of their best `faces_per_decision` similarities over *all* their faces,
-        computed exactly (float32) in the database. The candidates come from whichever
-        index the gallery has (`index_kind`, looked up once per connection).
+        `app.pipeline.index.person_score` over *all* their faces of this embedding
+        version, computed exactly (float32) in the database. The candidates come from
+        whichever index the gallery has (`index_kind`, looked up once per connection).
         """
         assert faces_per_decision(9) == 3  # the SQL above encodes this rule
         out = []
@@ -738,11 +754,17 @@ class PostgresStore(Store):
                 # A bq index must return BQ_RERANK candidates: ef_search bounds an HNSW scan.
                 depth = max(ef, BQ_RERANK) if self._kind() == "bq" else ef
                 self._conn.execute(f"SET hnsw.ef_search = {int(depth)}")
+                if self._ef is None and self._iterative_scan():
+                    # Faces of another embedding version are filtered out after the index
+                    # scan: without this, those nearest a face would leave fewer than
+                    # CANDIDATES (or none) of the current ones. The order within the
+                    # candidates does not matter (they are grouped by person).
+                    self._conn.execute("SET hnsw.iterative_scan = relaxed_order")
                 self._ef = ef
             sql = self._match_sql(self._kind() or "vector")
             for q in q_all:
-                rows = self._conn.execute(sql, {"q": Vector(unit_embedding(q))},
-                                          binary=True).fetchall()
+                params = {"q": Vector(unit_embedding(q)), "v": EMBEDDING_VERSION}
+                rows = self._conn.execute(sql, params, binary=True).fetchall()
                 if not rows:
                     out.append(NO_MATCH)
                     continue
@@ -752,6 +774,14 @@ class PostgresStore(Store):
                 name = names.get(pid) if names is not None else self._name(pid)
                 out.append(Match(pid, name, score, runner))
         return out
+
+    def _iterative_scan(self) -> bool:
+        """Whether pgvector here can go on scanning its index past filtered rows (0.8+)."""
+        rows = self._read("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        try:
+            return bool(rows) and tuple(int(x) for x in str(rows[0][0]).split(".")[:2]) >= (0, 8)
+        except ValueError:
+            return False
 
     def _kind(self) -> str | None:
         if self._index_kind is _UNKNOWN:

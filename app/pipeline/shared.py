@@ -47,6 +47,7 @@ import numpy as np
 
 from app.pipeline.errors import StoreError
 from app.pipeline.index import FaceIndex, Match
+from app.pipeline.outdated import current_gallery
 from app.pipeline.pgstore import (
     CHANNEL,
     PostgresStore,
@@ -430,6 +431,14 @@ class SharedStore(Store):
     def embedder_counts(self) -> dict[str, int]:  # noqa: D102 - as Store
         return dict(self._query(lambda s: s.embedder_counts()))
 
+    def faces_not_made_by(self, embedder: str, changed_after: int = -1) -> list[tuple[int, int]]:
+        """As `Store.faces_not_made_by`, from the mirror.
+
+        The recognising side reads the mirror's snapshot and change sets, so it must
+        filter them with the mirror's rows.
+        """
+        return self.mirror.faces_not_made_by(embedder, changed_after)
+
     # -- changes: the database, then the mirror --------------------------------------------
     def add_faces(self, name: str, faces: Iterable[NewFace], *, create: bool = True,
                   must_be_new: bool = False) -> tuple[int, list[int]]:
@@ -557,7 +566,7 @@ class RemoteIndex:
             return found
         if self._local is None:
             log.warning("searching %d faces exactly while the shared gallery is away", self._n)
-            self._local = FaceIndex(self.store.mirror.gallery(), None, "exact", self.threads,
+            self._local = FaceIndex(current_gallery(self.store), None, "exact", self.threads,
                                     graph=False)
         return self._local.match(queries)
 

@@ -412,6 +412,15 @@ class Store:
         """How many faces each embedding pipeline made ('' for faces from before v2)."""
         return {e: int(n) for e, n in self._read("SELECT embedder, count(*) FROM faces GROUP BY embedder")}
 
+    def faces_not_made_by(self, embedder: str, changed_after: int = -1) -> list[tuple[int, int]]:
+        """(face id, person id) of the faces another embedding pipeline made.
+
+        Only faces added or moved after generation *changed_after* (all by default).
+        """
+        return [(int(f), int(p)) for f, p in self._read(
+            "SELECT id, person_id FROM faces WHERE embedder <> ? AND changed > ? ORDER BY id",
+            (embedder, changed_after))]
+
     def gallery(self) -> Gallery:
         """Every embedding with its face and person ids, read in one consistent snapshot."""
         with self._snapshot() as con:

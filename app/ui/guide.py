@@ -32,6 +32,8 @@ a wrong name. The face keeps the corrected name while it stays in view.</li>
 <li><b>People → Manage people…</b> (Ctrl+P) shows every face of a person; a face
 flagged as unlike the others is probably a wrong photo: <b>Remove</b> it or
 <b>Move</b> it to the right person. Select a person and press Delete to remove them.</li>
+<li>After an upgrade, faces enrolled by an older version of facerec are marked ⚠ and
+not used: add new photos of those people, then remove their old faces.</li>
 </ul>
 
 <h3>Tune how strict recognition is</h3>

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from app.pipeline.consistency import Flag
+    from app.pipeline.outdated import Outdated
     from app.pipeline.store import Person, Sighting
     from app.pipeline.types import FaceResult, FrameResult
 
@@ -93,6 +94,7 @@ class MainWindow(QMainWindow):
         # Window state lives next to the data, never in the user's global QSettings.
         self.ui_settings = QSettings(str(paths.root / "ui.ini"), QSettings.Format.IniFormat)
         self.people: list[Person] = []
+        self._outdated_note: str | None = None  # what the status bar said about old faces
         self.cameras: list[int] = []
         self.playing = False
         self.last_spec: SourceSpec | None = None
@@ -275,6 +277,12 @@ class MainWindow(QMainWindow):
         self.timing_label = QLabel("detect – · embed – · search –")
         self._stage_avg: dict[str, float] = {}
         self.people_label = QLabel("– people")
+        # Faces enrolled by an older version of facerec: not used for recognition, so the
+        # user must know (app.pipeline.outdated); hidden while every face is current.
+        self.outdated_label = QLabel()
+        self.outdated_label.setObjectName("outdatedLabel")
+        self.outdated_label.setStyleSheet("color: #b45309;")
+        self.outdated_label.hide()
         # Shown only while a shared gallery is unreachable.
         self.store_label = QLabel("")
         self.store_label.setObjectName("storeStatus")
@@ -282,7 +290,7 @@ class MainWindow(QMainWindow):
         self.store_label.hide()
         sb.addWidget(self.source_label, 1)
         sb.addPermanentWidget(self.store_label)
-        for label in (self.fps_label, self.timing_label, self.people_label):
+        for label in (self.fps_label, self.timing_label, self.outdated_label, self.people_label):
             label.setContentsMargins(8, 0, 8, 0)
             sb.addPermanentWidget(label)
 
@@ -598,6 +606,25 @@ class MainWindow(QMainWindow):
         self.people_label.setText(f"{n} {'person' if n == 1 else 'people'} enrolled")
         if self._ready:
             self.log_panel.reload()  # renamed or removed people: their rows follow
+            self.worker.call(lambda rec, _reply: rec.outdated(), on_done=self._show_outdated)
+
+    def _show_outdated(self, outdated: Outdated) -> None:
+        """Say how many faces an older version enrolled (and are not recognised), if any.
+
+        A lasting label in the status bar, and the whole sentence once when it changes.
+        """
+        if self._shut_down:
+            return
+        note = outdated.note()
+        self.outdated_label.setVisible(note is not None)
+        if note is not None:
+            sentence = f"{note[:1].upper()}{note[1:]} (People… shows who)."
+            n = outdated.people
+            self.outdated_label.setText(f"⚠ {n} {'person' if n == 1 else 'people'} to enroll again")
+            self.outdated_label.setToolTip(sentence)
+            if note != self._outdated_note:
+                self.statusBar().showMessage(sentence, 20000)
+        self._outdated_note = note
 
     def _on_worker_store_status(self, offline_since: float | None) -> None:
         from app.pipeline.shared import describe_offline

@@ -41,7 +41,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.pipeline.consistency import OUTDATED
 from app.pipeline.errors import PersonError
+from app.pipeline.outdated import Outdated
 from app.pipeline.store import normalize_name
 from app.ui.enroll_dialog import flagged_icon, local_files, thumbnail_grid
 from app.ui.screen import fit_to_screen
@@ -58,6 +60,7 @@ log = logging.getLogger(__name__)
 THUMB = 56
 FACE_THUMB = 88
 ERROR_STYLE = "color: #dc2626;"
+WARNING_STYLE = "color: #b45309;"
 OK_STYLE = "color: #16a34a;"
 
 #: Sort orders of the people list: label -> key function (and reverse).
@@ -70,9 +73,9 @@ SORTS: dict[str, tuple[Callable[[Person], object], bool]] = {
 }
 
 
-def _load_people(rec: Recognizer, reply: Reply) -> list[tuple[Person, bytes | None]]:
-    """Everyone with their first thumbnail (worker thread)."""
-    return [(p, rec.store.thumbnail(p.id)) for p in rec.people()]
+def _load_people(rec: Recognizer, reply: Reply) -> tuple[list[tuple[Person, bytes | None]], Outdated]:
+    """Everyone with their first thumbnail, and the faces an older version made (worker thread)."""
+    return [(p, rec.store.thumbnail(p.id)) for p in rec.people()], rec.outdated()
 
 
 def _faces_text(n: int) -> str:
@@ -112,6 +115,8 @@ class PeopleDialog(QDialog):
         self.worker = worker
         self.open_enroll = open_enroll
         self.people: list[Person] = []
+        self.outdated = Outdated()  # faces an older version of facerec enrolled
+        self._warning = ""  # the status line's note about them
         self._thumbs: dict[int, bytes | None] = {}
         self.faces: list[FaceInfo] = []
         self.face_flags: dict[int, Flag] = {}
@@ -224,12 +229,19 @@ class PeopleDialog(QDialog):
         if not self._closed:
             self.refresh()
 
-    def _on_people_loaded(self, rows: list[tuple[Person, bytes | None]]) -> None:
+    def _on_people_loaded(self, loaded: tuple[list[tuple[Person, bytes | None]], Outdated]) -> None:
         if self._closed:
             return
+        rows, self.outdated = loaded
         self.people = [p for p, _ in rows]
         self._thumbs = {p.id: jpeg for p, jpeg in rows}
         self._fill_people()
+        # Said below the list unless the status line holds news of the user's last action.
+        note = self.outdated.note()
+        warning = f"{note[:1].upper()}{note[1:]}: they are marked ⚠ in the list." if note else ""
+        if self.status.text() in ("", self._warning):
+            self._show_warning(warning)
+        self._warning = warning
         self.refreshed.emit()
 
     def _fill_people(self) -> None:
@@ -244,11 +256,19 @@ class PeopleDialog(QDialog):
         for person in shown:
             pix = _pixmap(self._thumbs.get(person.id), THUMB)
             since = datetime.fromtimestamp(person.created).strftime("%d %b %Y")
-            item = QListWidgetItem(QIcon(pix) if pix is not None else placeholder,
-                                   f"{person.name}\n{_faces_text(person.face_count)} · "
-                                   f"enrolled {since}")
+            old = self.outdated.of(person.id)
+            text = f"{person.name}\n{_faces_text(person.face_count)} · enrolled {since}"
+            tip = person.name
+            if old:
+                every = old >= person.face_count
+                text = f"⚠ {text}\n{'all' if every else old} by an older version: enroll again"
+                tip += (f": {'every face' if every else _faces_text(old)} enrolled by an older version "
+                        f"of facerec, not used for recognition"
+                        + (" (not recognised at all)" if every else "")
+                        + ". Add new photos of them, then remove the old faces.")
+            item = QListWidgetItem(QIcon(pix) if pix is not None else placeholder, text)
             item.setData(Qt.ItemDataRole.UserRole, person.name)
-            item.setToolTip(person.name)
+            item.setToolTip(tip)
             item.setSizeHint(QSize(0, THUMB + 10))
             self.list.addItem(item)
             if person.name == selected:
@@ -320,18 +340,25 @@ class PeopleDialog(QDialog):
             self.face_note.setStyleSheet("color: #6b7280;")
             return
         chosen = [i for i in self.selected_face_ids() if i in self.face_flags]
-        n_flag = len(self.face_flags)
+        n_old = sum(f.kind == OUTDATED for f in self.face_flags.values())
+        n_flag = len(self.face_flags) - n_old
         if len(chosen) == 1:
             face = next(f for f in self.faces if f.id == chosen[0])
-            text = (f"⚠ {face.source or 'This face'} {self.face_flags[chosen[0]].reason}. "
+            flag = self.face_flags[chosen[0]]
+            text = (f"⚠ {face.source or 'This face'} {flag.reason}." if flag.kind == OUTDATED else
+                    f"⚠ {face.source or 'This face'} {flag.reason}. "
                     "If it is a wrong photo, remove it or move it to the right person.")
-        elif n_flag:
-            text = (f"⚠ {n_flag} face{'s do' if n_flag != 1 else ' does'} not look like the "
-                    "others: probably a wrong photo. Select it to see why.")
+        elif n_flag or n_old:
+            text = " ".join(t for t in (
+                f"⚠ {n_flag} face{'s do' if n_flag != 1 else ' does'} not look like the "
+                "others: probably a wrong photo. Select it to see why." if n_flag else "",
+                f"⚠ {n_old} face{'s were' if n_old != 1 else ' was'} enrolled by an older "
+                "version of facerec and not used for recognition: add new photos of this "
+                "person, then remove the old faces." if n_old else "") if t)
         else:
             text = "No face is added yet." if not self.faces else ""
         self.face_note.setText(text)
-        self.face_note.setStyleSheet("color: #b45309;" if n_flag else "color: #6b7280;")
+        self.face_note.setStyleSheet("color: #b45309;" if n_flag or n_old else "color: #6b7280;")
 
     # -- selection helpers ---------------------------------------------------------------
     def names(self) -> list[str]:
@@ -403,6 +430,10 @@ class PeopleDialog(QDialog):
             return
         self.status.setText(message[:1].upper() + message[1:])
         self.status.setStyleSheet(ERROR_STYLE)
+
+    def _show_warning(self, message: str) -> None:
+        self.status.setText(message)
+        self.status.setStyleSheet(WARNING_STYLE)
 
     def _show_info(self, message: str) -> None:
         if self._closed:

@@ -24,9 +24,11 @@ import numpy as np
 import pytest
 
 from app.cli import main
+from app.pipeline.align import EMBEDDING_VERSION
 from app.pipeline.errors import PersonError
 from app.pipeline.facespace import load_face_space
 from app.pipeline.index import FaceIndex
+from app.pipeline.outdated import current_gallery
 from app.pipeline.pgstore import PostgresStore, StoreOfflineError, Vector
 from app.pipeline.shared import SharedStore
 from app.pipeline.store import FaceStore, NewFace, Sighting
@@ -40,7 +42,7 @@ def unit(v: np.ndarray) -> np.ndarray:
 
 
 def faces(rng: np.random.Generator, n: int) -> list[NewFace]:
-    return [NewFace(unit(rng.standard_normal(512)), b"jpeg", "x.jpg", "test-1") for _ in range(n)]
+    return [NewFace(unit(rng.standard_normal(512)), b"jpeg", "x.jpg", EMBEDDING_VERSION) for _ in range(n)]
 
 
 def wait_for(check, what: str, timeout: float = WAIT_S):  # noqa: ANN001, ANN201
@@ -468,7 +470,8 @@ def test_search_in_the_database_follows_the_per_person_rule(pg_url: str, kind: s
     rng = np.random.default_rng(12)
     centres = unit(rng.standard_normal((40, 512)))
     with PostgresStore(pg_url) as pg:
-        pg.add_many([(f"P{k}", [NewFace(unit(c + 0.8 * unit(rng.standard_normal(512))))
+        pg.add_many([(f"P{k}", [NewFace(unit(c + 0.8 * unit(rng.standard_normal(512))),
+                                        embedder=EMBEDDING_VERSION)
                                 for _ in range(1 + k % 9)]) for k, c in enumerate(centres)])
         if kind is not None:
             pg.rebuild_vector_index(kind=kind, memory="64MB")
@@ -477,17 +480,41 @@ def test_search_in_the_database_follows_the_per_person_rule(pg_url: str, kind: s
             # ...and its query can use that index (not a scan that merely gives the same answer).
             fresh._conn.execute("SET enable_seqscan = off")
             plan = fresh._conn.execute("EXPLAIN " + fresh._match_sql(kind or "halfvec"),
-                                       {"q": Vector(centres[0])}).fetchall()
+                                       {"q": Vector(centres[0]), "v": EMBEDDING_VERSION}).fetchall()
             assert "faces_embedding" in " ".join(r[0] for r in plan)
-        gallery = pg.gallery()
         probes = unit(centres[rng.integers(0, 40, 60)] + 0.8 * unit(rng.standard_normal((60, 512))))
+        # A face an older embedding version made takes no part, even as an exact copy.
+        pg.add_faces("Old", [NewFace(probes[0], embedder="older-version")])
+        gallery = current_gallery(pg)
+        assert len(gallery.face_ids) == pg.face_count() - 1
         probes[-1] = gallery.embeddings[0]  # a stored face itself
         in_db = pg.match(probes, gallery.names)
     local = FaceIndex(gallery, None, "exact").match(probes)
+    assert "Old" not in [m.name for m in in_db]
     assert [m.person_id for m in in_db] == [m.person_id for m in local]
     assert [m.name for m in in_db] == [m.name for m in local]
     assert np.allclose([m.similarity for m in in_db], [m.similarity for m in local], atol=1e-5)
     assert np.allclose([m.runner_up for m in in_db], [m.runner_up for m in local], atol=1e-5)
+
+
+def test_older_version_faces_nearest_the_probe_do_not_crowd_out_the_candidates(pg_url: str) -> None:
+    """The index scan goes on past faces of another embedding version (pgvector's
+    iterative scan), so a person's current faces are still found behind 200 nearer
+    outdated ones, even with a search breadth of 40."""
+    rng = np.random.default_rng(13)
+    centres = unit(rng.standard_normal((5, 512)))
+    with PostgresStore(pg_url) as pg:
+        pg.add_many([(f"P{k}", [NewFace(unit(c + 0.8 * unit(rng.standard_normal(512))),
+                                        embedder=EMBEDDING_VERSION) for _ in range(3)])
+                     for k, c in enumerate(centres)])
+        pg.add_faces("Old", [NewFace(unit(centres[0] + 0.2 * unit(rng.standard_normal(512))),
+                                     embedder="older-version") for _ in range(200)])
+        gallery = current_gallery(pg)
+        pg._conn.execute("SET enable_seqscan = off")  # the index, not an exact scan, on 215 rows
+        [found] = pg.match(centres[:1], gallery.names, ef=40)
+    assert found.name == "P0"
+    assert np.isclose(found.similarity, FaceIndex(gallery, None, "exact").match(centres[:1])[0].similarity,
+                      atol=1e-5)
 
 
 def test_a_large_shared_gallery_is_searched_in_the_database(pg_url: str, tmp_path: Path,
@@ -544,7 +571,7 @@ def test_a_fresh_copy_keeps_its_vectors_in_one_file_and_follows_changes(
             stored = ws.mirror._read("SELECT count(*), sum(length(embedding)) FROM faces")[0]
             assert stored == (73, 0)  # every vector is in the file, none in SQLite
             assert [(f.source, f.embedder) for f in ws.mirror.faces_of(ws.mirror.person("P3").id)] \
-                == [("x.jpg", "test-1")] * 4
+                == [("x.jpg", EMBEDDING_VERSION)] * 4
 
             gone = pg.person("P5")
             gone_faces = [f.id for f in pg.faces_of(gone.id)]
@@ -621,7 +648,8 @@ def test_a_workstation_restarted_offline_recognises_from_its_vector_file(
     rng = np.random.default_rng(23)
     centres = unit(rng.standard_normal((12, 512)))
     with PostgresStore(url) as pg:
-        pg.add_many([(f"P{k}", [NewFace(unit(c + 0.5 * unit(rng.standard_normal(512))))
+        pg.add_many([(f"P{k}", [NewFace(unit(c + 0.5 * unit(rng.standard_normal(512))),
+                                        embedder=EMBEDDING_VERSION)
                                 for _ in range(3)]) for k, c in enumerate(centres)])
         truth = pg.gallery()
     home = tmp_path / "ws"

@@ -3,10 +3,14 @@ drag and drop, and following the store whoever changes it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
 from app.cli import main
+from app.config import Settings
+from app.pipeline.recognizer import Recognizer
 from app.pipeline.store import FaceStore
 from tests.conftest import DEEPFACE, FR
 from tests.ui.test_enroll_checks import drag_files
@@ -132,4 +136,44 @@ def test_photos_dropped_on_the_manager_go_to_the_selected_person(qtbot, make_win
     with qtbot.waitSignal(enroll.saved, timeout=30000):
         enroll.save_button.click()
     show_faces_of(qtbot, dlg, "Obama", 2)
+    dlg.close()
+
+
+def test_faces_of_an_older_version_are_pointed_out(qtbot, make_window, paths):  # noqa: ANN001
+    """People enrolled by an older facerec are marked in the manager and the status bar."""
+    with Recognizer.open(paths, Settings()) as rec:
+        obama = [rec.enroll_file(FR / n).face for n in ("obama.jpg", "obama2.jpg")]
+        biden = rec.enroll_file(FR / "biden.jpg").face
+    with FaceStore(paths.db) as store:
+        store.add_faces("Obama", [replace(f, embedder="facenet-20180408-int8/crop-1") for f in obama])
+        store.add_faces("Joe Biden", [biden])
+    win = make_window(None)
+    qtbot.waitUntil(lambda: win.outdated_label.isVisible(), timeout=30000)
+    assert win.outdated_label.text() == "⚠ 1 person to enroll again"
+    assert win.outdated_label.toolTip() == (
+        "2 faces of 1 person were enrolled by an older version of facerec and are not used for "
+        "recognition; they cannot be recognised at all: enroll them again from photos "
+        "(People… shows who).")
+    dlg = open_people(qtbot, win, 2)
+    rows = {dlg.list.item(i).data(Qt.ItemDataRole.UserRole): dlg.list.item(i)
+            for i in range(dlg.list.count())}
+    assert rows["Obama"].text().startswith("⚠ Obama\n2 faces")
+    assert rows["Obama"].text().endswith("\nall by an older version: enroll again")
+    assert "not recognised at all" in rows["Obama"].toolTip()
+    assert "⚠" not in rows["Joe Biden"].text()
+    assert dlg.status.text().startswith("2 faces of 1 person were enrolled by an older version")
+    show_faces_of(qtbot, dlg, "Obama", 2)
+    assert all(dlg.face_list.item(i).text().startswith("⚠ ") for i in range(2))
+    assert dlg.face_note.text().startswith("⚠ 2 faces were enrolled by an older version of facerec")
+    # New photos, then the old faces removed: nothing left to say.
+    cli(paths, "enroll", "Obama", FR / "obama3.jpg")
+    with FaceStore(paths.db) as store:
+        old = [f.id for f in store.faces_of(store.person("Obama").id)
+               if f.embedder == "facenet-20180408-int8/crop-1"]
+    assert len(old) == 2
+    cli(paths, "remove-face", *old)
+    qtbot.waitUntil(lambda: not win.outdated_label.isVisible(), timeout=30000)
+    qtbot.waitUntil(lambda: "⚠" not in "".join(dlg.list.item(i).text()
+                                               for i in range(dlg.list.count())), timeout=30000)
+    assert dlg.status.text() == ""
     dlg.close()
