@@ -25,8 +25,8 @@ def _scores(kind: str) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 def test_fitted_faces_look_like_real_ones_and_uniform_ones_do_not() -> None:
-    """Figures of the app's real LFW embeddings (BENCHMARKS.md): same-person median 0.72,
-    different-person 1-99 % from -0.25 to 0.39, about 52 effective dimensions."""
+    """Figures of the app's real LFW embeddings (models/README.md): same-person median 0.70,
+    different-person 1-99 % from -0.29 to 0.35, about 51 effective dimensions."""
     genuine, impostor, dims = _scores("faces")
     assert 0.65 < np.median(genuine) < 0.78
     assert np.percentile(impostor, 1) < -0.15 and np.percentile(impostor, 99) > 0.3
