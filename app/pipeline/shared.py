@@ -53,6 +53,7 @@ from app.pipeline.pgstore import (
     PostgresStore,
     StoreOfflineError,
     mask_url,
+    pg_ef_search,
 )
 from app.pipeline.store import (
     FaceInfo,
@@ -504,9 +505,13 @@ class SharedStore(Store):
         return n + self.mirror.clear_sightings(before=before)
 
     # -- search in the database (galleries above DB_SEARCH_ABOVE) ---------------------------
-    def match_in_database(self, queries: np.ndarray, names: dict[int, str]) -> list[Match] | None:
-        """The per-person matches from the database's HNSW index; None while it is away."""
-        out = self._on_database(lambda pg: pg.match(queries, names))
+    def match_in_database(self, queries: np.ndarray, names: dict[int, str],
+                          n_faces: int) -> list[Match] | None:
+        """The per-person matches from the database's HNSW index; None while it is away.
+
+        The search breadth follows the gallery's size, *n_faces* (`pgstore.pg_ef_search`).
+        """
+        out = self._on_database(lambda pg: pg.match(queries, names, ef=pg_ef_search(n_faces)))
         return None if out is _OFFLINE else list(out)
 
 
@@ -561,7 +566,7 @@ class RemoteIndex:
 
     def match(self, queries: np.ndarray) -> list[Match]:
         """The best person per query (the per-person rule), in the database if it answers."""
-        found = self.store.match_in_database(queries, self._names)
+        found = self.store.match_in_database(queries, self._names, self._n)
         if found is not None:
             return found
         if self._local is None:
