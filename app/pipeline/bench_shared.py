@@ -181,9 +181,9 @@ def bench_db_search(pg: PostgresStore, loaded: dict[str, Any], threads: int) -> 
     ef = pg_ef_search(len(gallery.face_ids))  # as a workstation searches this gallery
     best, got = _timed_matches(pg, queries, names, ef, SEARCH_REPEATS)
     sweep = []
-    for ef in EF_SWEEP:
-        t_ef, g_ef = _timed_matches(pg, queries[:SWEEP_PROBES], names, ef, 2)
-        sweep.append({"ef_search": ef, "p50_ms": round(percentile(t_ef.tolist(), 50), 2),
+    for breadth in EF_SWEEP:
+        t_ef, g_ef = _timed_matches(pg, queries[:SWEEP_PROBES], names, breadth, 2)
+        sweep.append({"ef_search": breadth, "p50_ms": round(percentile(t_ef.tolist(), 50), 2),
                       "p99_ms": round(percentile(t_ef.tolist(), 99), 2),
                       "accuracy_vs_exact": round(float((g_ef == truth[:SWEEP_PROBES]).mean()), 4),
                       "accuracy_vs_identity": round(float((g_ef == q_ids[:SWEEP_PROBES]).mean()), 4)})

@@ -678,6 +678,7 @@ def test_bench_of_a_shared_gallery(pg_url: str, tmp_path: Path) -> None:
     assert size["faces"] == 1000 and not size["reused"] and search["index"] == "halfvec"
     assert search["accuracy_vs_exact"] == 1.0 and search["exact_vs_identity"] > 0.95
     assert [e["ef_search"] for e in search["sweep"]] == [40, 100, 200, 400]
+    assert search["ef_search"] == 100  # the breadth a workstation uses at this size
     assert sync["index"] == "FaceIndex" and sync["vectors_mb"] > 1.5  # 1000 x 2 KB in the file
     assert size["propagation"]["rounds"] == 10
     # Run again on the same database: the gallery it made is kept, with its figures.
