@@ -467,7 +467,8 @@ def to_markdown(r: dict[str, Any]) -> str:
         "",
         "## Search",
         "",
-        f"Synthetic clustered 512-d galleries (identities of 5 noisy samples; 500 held-out "
+        f"Synthetic clustered 512-d galleries of the `uniform` generator (identities as random "
+        f"directions, the hardest case for a graph; 5 noisy samples each; 500 held-out "
         f"probes). Brute force is numpy `vecs @ q`; the scan limit is the gallery's bytes over the "
         f"measured streaming read bandwidth ({r['memory_bandwidth_gbs']} GB/s, a BLAS gemv over "
         f"512 MiB on all cores); galleries that fit in cache scan faster than that. HNSW (M=16, "
