@@ -154,13 +154,14 @@ class Recognizer:
         """Every face in a frame: the whole frame, then tiles for small faces.
 
         Without a tracker (a photo) every tile is scanned; with one (a stream) only the
-        regions it asks for: around small tracked faces, plus a few tiles per frame.
+        regions it asks for: around small tracked faces, and the tiles where a new face
+        may have appeared.
         Where passes overlap, the whole frame's detection of a face large enough for it
         to place precisely (`REFINE_BELOW`) wins, so a photo gets the same box whether
         it is enrolled or identified; otherwise the highest score wins.
         """
         h, w = rgb.shape[:2]
-        regions = tracker.regions(w, h) if tracker is not None else TilePlan.for_still(w, h).regions
+        regions = tracker.regions(rgb) if tracker is not None else TilePlan.for_still(w, h).regions
         sure: list[Detection] = []
         others = self.detector.detect_regions(rgb, regions)
         for d in self.detector.detect(rgb):
