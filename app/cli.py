@@ -172,8 +172,8 @@ def _print_faces(label: str, faces: Sequence) -> None:  # type: ignore[type-arg]
 
 def cmd_watch(args: argparse.Namespace) -> int:
     """Run recognition on a camera, video file or stream."""
-    from app.pipeline.sources import LatestFrameGrabber, VideoSource
-    from app.pipeline.tracking import FaceTracker
+    from app.pipeline.sources import LatestFrameGrabber, ReadAhead, VideoSource
+    from app.pipeline.stream import Processed, run_stream
 
     settings = Settings.load(args.paths.settings)
     source = VideoSource(args.source, settings.camera_width, settings.camera_height)
@@ -181,29 +181,32 @@ def cmd_watch(args: argparse.Namespace) -> int:
     frames = faces = unknown = 0
     t0 = time.perf_counter()
     interrupted = False
-    with _open_recognizer(args) as rec:
-        grabber = LatestFrameGrabber(source) if source.is_live else None
-        tracker = FaceTracker()
-        try:
-            while args.max_frames is None or frames < args.max_frames:
-                frame = grabber.latest() if grabber else source.read()
-                if frame is None:
-                    break
-                res = rec.process(frame, frames, tracker)
-                if args.json:
-                    print(json.dumps({"frame": frames, "faces": [f.to_json() for f in res.faces]},
-                                     ensure_ascii=False), flush=True)
-                frames += 1
-                faces += len(res.faces)
-                for f in res.faces:
-                    if f.name is None:
-                        unknown += 1
-                    else:
-                        names[f.name] += 1
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            (grabber or source).close()
+
+    def report(p: Processed) -> None:
+        nonlocal frames, faces, unknown
+        res = p.result
+        if args.json:
+            print(json.dumps({"frame": frames, "faces": [f.to_json() for f in res.faces]},
+                             ensure_ascii=False), flush=True)
+        frames += 1
+        faces += len(res.faces)
+        for f in res.faces:
+            if f.name is None:
+                unknown += 1
+            else:
+                names[f.name] += 1
+
+    # Decoding runs on a thread of its own (a file is read a few frames ahead), from now
+    # on: the first frames are decoded while the models load.
+    reader = LatestFrameGrabber(source) if source.is_live else ReadAhead(source)
+    try:
+        with _open_recognizer(args) as rec:
+            try:
+                run_stream(rec, reader, report, max_frames=args.max_frames)
+            except KeyboardInterrupt:
+                interrupted = True
+    finally:
+        reader.close()
     dt = time.perf_counter() - t0
     fps = frames / dt if dt > 0 else 0.0
     _note(f"{frames} frame(s) in {dt:.1f} s ({fps:.1f} fps processed; source "

@@ -15,8 +15,16 @@ sets ``_gui_busy`` when it emits one, and the GUI calls `frame_shown` once it ha
 painted it. A frame read while the GUI is still busy is thrown away, so Qt's event
 queue never fills up and the picture on screen is always the newest. Live sources are
 read through a `LatestFrameGrabber`, which itself keeps only the newest frame; video
-files are paced at their native frame rate, skipping frames when processing is slower,
-so a file plays in real time like a camera.
+files are decoded ahead by a `ReadAhead` and paced at their native frame rate, skipping
+frames when processing is slower, so a file plays in real time like a camera.
+
+Frames go through a `StreamPipeline`: when the next frame is already waiting, its
+detection runs on one core while this frame's faces are embedded on the other, and the
+results still come out in order. When no frame is waiting (the usual case: a camera
+delivers 30 frames a second) each frame is finished at once, so nothing waits for the
+next frame to be shown. A finished frame that the GUI is too busy to take is kept until
+it is free, unless a newer one finishes first. The pipeline is drained before any job
+runs, so jobs see the recognizer idle.
 
 Methods on a `QThread` subclass run in the *caller's* thread: everything public here
 only sets an `Event` or puts a job on the queue.
@@ -39,11 +47,11 @@ from PySide6.QtCore import QObject, QThread, QTimer, Signal
 
 from app.config import Paths, Settings
 from app.pipeline.errors import FacerecError, SourceError
-from app.pipeline.sources import LatestFrameGrabber, SourceSpec, VideoSource, list_cameras
-from app.pipeline.tracking import FaceTracker
+from app.pipeline.sources import LatestFrameGrabber, ReadAhead, SourceSpec, VideoSource, list_cameras
 
 if TYPE_CHECKING:
     from app.pipeline.recognizer import Recognizer
+    from app.pipeline.stream import Processed, StreamPipeline
     from app.pipeline.types import FrameResult
 
 log = logging.getLogger(__name__)
@@ -190,13 +198,14 @@ class PipelineWorker(QThread):
         # Worker-thread state: touched only inside run() and the jobs it executes.
         self._source: VideoSource | None = None
         self._grabber: LatestFrameGrabber | None = None
+        self._reader: ReadAhead | None = None
+        self._pipe: StreamPipeline | None = None
+        self._ready: Processed | None = None  # finished, waiting for the GUI to be free
         self._spec: SourceSpec | None = None
         self._play_start = 0.0
         self._position = 0
-        self._frame_index = 0
         self._last_frame_at = 0.0
         self._live_count = 0
-        self._tracker = FaceTracker()
         self._checked_store_at = 0.0
         self._stamps: deque[float] = deque(maxlen=64)
         self.frames_processed = 0
@@ -247,7 +256,7 @@ class PipelineWorker(QThread):
     def open_source(self, source: SourceSpec | str | int) -> None:
         """Close the current source (if any) and play *source*."""
         spec = source if isinstance(source, SourceSpec) else SourceSpec.parse(source)
-        self._internal(lambda rec, reply: self._do_open(spec))
+        self._internal(lambda rec, reply: self._do_open(rec, spec))
 
     def close_source(self) -> None:
         """Stop playing and release the camera or file."""
@@ -255,7 +264,7 @@ class PipelineWorker(QThread):
 
     def replay(self) -> None:
         """Play the last source again from the start (after it ended or was lost)."""
-        self._internal(lambda rec, reply: self._spec and self._do_open(self._spec))
+        self._internal(lambda rec, reply: self._spec and self._do_open(rec, self._spec))
 
     def find_cameras(self, auto_open: bool = False) -> None:
         """Probe for cameras; answers with `cameras_found`."""
@@ -347,6 +356,8 @@ class PipelineWorker(QThread):
             self._execute(rec, *item)
 
     def _run_jobs(self, rec: Recognizer, budget: float) -> None:
+        if not self._jobs.empty():
+            self._settle()  # a job may change the recognizer: no frame may be in flight
         deadline = time.monotonic() + budget
         while not self._stop.is_set() and time.monotonic() < deadline:
             try:
@@ -375,7 +386,9 @@ class PipelineWorker(QThread):
             self.people_changed.emit(rec.people())
 
     # -- sources (worker thread) ---------------------------------------------------
-    def _do_open(self, spec: SourceSpec) -> None:
+    def _do_open(self, rec: Recognizer, spec: SourceSpec) -> None:
+        from app.pipeline.stream import StreamPipeline
+
         self._do_close(emit=False)
         self._spec = spec
         log.info("opening %s", spec.describe())
@@ -391,22 +404,32 @@ class PipelineWorker(QThread):
             self.source_failed.emit(spec, f"{spec.describe()}: {type(exc).__name__}: {exc}")
             return
         self._source = source
-        self._grabber = LatestFrameGrabber(source) if source.is_live else None
+        if source.is_live:
+            self._grabber = LatestFrameGrabber(source)
+        else:
+            self._reader = ReadAhead(source)
         self._play_start = self._last_frame_at = time.monotonic()
         self._position = 0
         self._live_count = 0
-        self._tracker = FaceTracker()  # tracks belong to one stream
+        self._pipe = StreamPipeline(rec)  # with a new tracker: tracks belong to one stream
+        self._ready = None
         self._stamps.clear()
         self.frames_dropped = 0
         self._gui_busy.clear()
         self.source_opened.emit(spec.describe(), source.is_live)
 
     def _do_close(self, emit: bool) -> None:
-        grabber, source = self._grabber, self._source
-        self._grabber = self._source = None
-        # Released in this (the worker) thread, which opened it.
+        pipe, grabber, reader, source = self._pipe, self._grabber, self._reader, self._source
+        self._pipe, self._ready = None, None
+        self._grabber, self._reader, self._source = None, None, None
+        if pipe is not None:
+            pipe.close()
+        # A reader thread releases the source as it ends; otherwise this (the worker)
+        # thread, which opened it, does.
         if grabber is not None:
             grabber.close()
+        elif reader is not None:
+            reader.close()
         elif source is not None:
             source.close()
         if emit and source is not None:
@@ -444,8 +467,8 @@ class PipelineWorker(QThread):
             return frame
         # A video file: frame n is due at start + n / fps. When processing falls behind,
         # skip the frames whose successor is already due, so the file plays in real time.
-        source = self._source
-        assert source is not None
+        source, reader = self._source, self._reader
+        assert source is not None and reader is not None
         fps = source.fps
         now = time.monotonic()
         due = self._play_start + self._position / fps
@@ -457,13 +480,21 @@ class PipelineWorker(QThread):
             self._play_start = now - self._position / fps
             target = self._position
         while self._position < target:
-            if source.read() is None:
+            if reader.read() is None:
                 return None
             self._position += 1
             self.frames_dropped += 1
-        frame = source.read()
+        frame = reader.read()
         self._position += 1
         return frame
+
+    def _frame_waiting(self) -> bool:
+        """True if the next frame can be read at once (then the pipeline overlaps)."""
+        if self._grabber is not None:
+            return self._grabber.has_new()
+        if self._source is None:
+            return False
+        return self._play_start + self._position / self._source.fps <= time.monotonic()
 
     def _step(self, rec: Recognizer) -> None:
         """Read, process and emit one frame; a failure ends the source, not the worker."""
@@ -478,48 +509,86 @@ class PipelineWorker(QThread):
             self._do_close(emit=False)
             self.source_lost.emit(f"unexpected {type(exc).__name__}: {exc} (details in the log)")
 
+    def _gui_free(self, now: float) -> bool:
+        """Whether a payload may be emitted: the GUI painted the last one (or timed out)."""
+        if not self._gui_busy.is_set():
+            return True
+        if now - self._busy_since < self.ack_timeout:
+            return False
+        log.debug("no acknowledgement from the GUI for %.1f s; sending anyway", now - self._busy_since)
+        return True
+
     def _process_next(self, rec: Recognizer) -> None:
+        self._show_ready()
         frame = self._next_frame()
         if frame is False:
             return
+        pipe = self._pipe
+        assert pipe is not None
         if frame is None:
             log.info("%s ended", self._spec.describe() if self._spec else "video")
+            self._collect(pipe.finish())
+            self._show_ready()
             self._do_close(emit=False)
             self.source_ended.emit()
             return
         assert isinstance(frame, np.ndarray)
         now = time.monotonic()
         self._last_frame_at = now
-        if self._gui_busy.is_set():
-            if now - self._busy_since < self.ack_timeout:
-                self.frames_dropped += 1  # the GUI is still painting the last one: drop
-                return
-            log.debug("no acknowledgement from the GUI for %.1f s; sending anyway",
-                      now - self._busy_since)
+        self._show_ready()
+        if not self._gui_free(now):
+            self.frames_dropped += 1  # the GUI is still painting the last one: drop
+            self._collect(pipe.finish())  # shown once the GUI is free
+            return
         if self._grabber is not None:
             self._live_count += 1
         if now - self._checked_store_at > STORE_CHECK_S:
             # Another facerec process (the CLI, a second window) may have changed the
             # store; one cheap query tells, and the index is reloaded only then.
             self._checked_store_at = now
+            self._settle()
             if rec.refresh():
                 self.people_changed.emit(rec.people())
-        result = rec.process(frame, self._frame_index, self._tracker)
-        self._frame_index += 1
-        self.frames_processed += 1
-        self._stamps.append(time.monotonic())
-        fps = 0.0
-        if len(self._stamps) >= 2:
-            while len(self._stamps) > 2 and self._stamps[-1] - self._stamps[0] > 2.0:
-                self._stamps.popleft()
-            span = self._stamps[-1] - self._stamps[0]
-            fps = (len(self._stamps) - 1) / span if span > 0 else 0.0
-        if self.frames_processed % 100 == 0:
-            log.info("%.1f fps, %.0f ms per frame, %d dropped", fps,
-                     result.timings.get("total", 0.0), self.frames_dropped)
-        live = self._grabber is not None
+        position = self._live_count if self._grabber is not None else self._position - 1
+        self._collect(pipe.push(frame, position))
+        if not self._frame_waiting():
+            self._collect(pipe.finish())  # nothing else to do: show this frame now
+        self._show_ready()
+
+    def _settle(self) -> None:
+        """Finish the frame in flight, so nothing runs on the recognizer meanwhile."""
+        if self._pipe is not None:
+            self._collect(self._pipe.finish())
+
+    def _collect(self, done: list[Processed]) -> None:
+        """Count finished frames; keep the newest for the GUI (older ones are dropped)."""
+        for p in done:
+            self.frames_processed += 1
+            self._stamps.append(time.monotonic())
+            if self._ready is not None:
+                self.frames_dropped += 1  # superseded before the GUI could take it
+            self._ready = p
+            if self.frames_processed % 100 == 0:
+                log.info("%.1f fps, %.0f ms per frame, %d dropped", self._fps(),
+                         p.result.timings.get("total", 0.0), self.frames_dropped)
+
+    def _fps(self) -> float:
+        if len(self._stamps) < 2:
+            return 0.0
+        while len(self._stamps) > 2 and self._stamps[-1] - self._stamps[0] > 2.0:
+            self._stamps.popleft()
+        span = self._stamps[-1] - self._stamps[0]
+        return (len(self._stamps) - 1) / span if span > 0 else 0.0
+
+    def _show_ready(self) -> None:
+        """Emit the newest finished frame if the GUI can take it."""
+        ready = self._ready
+        if ready is None or not self._gui_free(time.monotonic()):
+            return
+        self._ready = None
         self._busy_since = time.monotonic()
         self._gui_busy.set()
+        live = self._grabber is not None
         self.result_ready.emit(FramePayload(
-            frame, result, fps, self._spec.describe() if self._spec else "", live,
-            self._live_count if live else self._position - 1, self.frames_dropped))
+            ready.frame, ready.result, self._fps(), self._spec.describe() if self._spec else "",
+            live, ready.tag, self.frames_dropped))
