@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from app import __version__
 from app.config import DEFAULT_FALSE_ACCEPT, Paths, Settings
@@ -410,7 +411,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     finally:
         rec.close()
         tmp.cleanup()
-    command = " ".join(["facerec", *(shlex.quote(a) for a in args.argv)])
+    command = _command_line(args)
     result = calibrate(scores, args.target,
                        calibration_source(probes, args.target, args.seed, command))
     cal = result.calibration
@@ -435,19 +436,53 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Measure the pipeline, search and start-up on this machine."""
     from app.pipeline import bench
 
-    beside_checkout = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "deepface"
-    photos = Path(args.photos) if args.photos else beside_checkout
-    missing = [n for n in bench.SCENE_PHOTOS if not (photos / n).is_file()]
-    if missing:
-        raise UsageError(f"{photos}: the benchmark photos ({', '.join(missing)}) are not there; "
-                         "pass --photos DIR (the shared deepface test set)")
-    results = bench.run(photos, args.sizes, quick=args.quick,
-                        progress=lambda s: _note(f"bench: {s}"))
+    ref = _read_bench_json(args.compare) if args.compare else None
+    if args.load:
+        results = _read_bench_json(args.load, whole=ref is None)
+    else:
+        beside_checkout = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "deepface"
+        photos = Path(args.photos) if args.photos else beside_checkout
+        missing = [n for n in bench.SCENE_PHOTOS if not (photos / n).is_file()]
+        if missing:
+            raise UsageError(f"{photos}: the benchmark photos ({', '.join(missing)}) are not there; "
+                             "pass --photos DIR (the shared deepface test set)")
+        results = bench.run(photos, args.sizes, quick=args.quick,
+                            progress=lambda s: _note(f"bench: {s}"))
+        results["command"] = _command_line(args)
+    if args.save:
+        Path(args.save).write_text(bench.dump(results) + "\n", encoding="utf-8")
+        _note(f"bench: wrote {args.save}")
     if args.out:
         Path(args.out).write_text(bench.to_markdown(results), encoding="utf-8")
         _note(f"bench: wrote {args.out}")
-    print(bench.dump(results) if args.json else bench.to_markdown(results))
+    if not (args.load and ref is not None):  # two saved runs: only the comparison
+        print(bench.dump(results) if args.json else bench.to_markdown(results))
+    if ref is not None:
+        # After the report, so `--json` output stays one JSON document up to this title.
+        print(f"\n## Compared with {args.compare}\n")
+        print(bench.compare(ref, results))
     return EXIT_OK
+
+
+#: What a saved run needs to be reported again (`--load` without `--compare`).
+_BENCH_KEYS = ("machine", "date", "streams", "tiles", "embed_threads", "startup", "search",
+               "memory_bandwidth_gbs", "bench_peak_rss_mb")
+
+
+def _read_bench_json(path: str, whole: bool = False) -> dict[str, Any]:
+    """A saved ``facerec bench --json`` (or ``--save``) run; *whole*: every part of one."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"{path}: not a saved benchmark run ({exc})") from None
+    if not isinstance(data, dict) or "streams" not in data:
+        raise UsageError(f"{path}: not a saved benchmark run (no 'streams')")
+    missing = [k for k in _BENCH_KEYS if k not in data] if whole else []
+    if missing:
+        raise UsageError(f"{path}: not a whole saved benchmark run (no {', '.join(missing)})")
+    return data
 
 
 def _sizes(text: str) -> list[int]:
@@ -699,6 +734,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sizes", type=_sizes, default=[1000, 10_000, 100_000, 1_000_000],
                    metavar="N,N,...", help="gallery sizes for the search benchmark")
     s.add_argument("--quick", action="store_true", help="fewer frames and repeats")
+    s.add_argument("--save", metavar="FILE.json", help="also write the raw results here")
+    s.add_argument("--compare", metavar="REF.json",
+                   help="then print this run against a saved one, stage by stage")
+    s.add_argument("--load", metavar="RUN.json",
+                   help="report a saved run instead of measuring (with --compare: two saved runs)")
     s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("self-test", help="check that models, inference and storage work")
@@ -745,11 +785,16 @@ def _whole_number(minimum: int):  # noqa: ANN202 - an argparse type
 _positive_int, _count = _whole_number(1), _whole_number(0)
 
 
+def _command_line(args: argparse.Namespace) -> str:
+    """The command as typed (quoted for a shell), to record how a result was made."""
+    return " ".join(["facerec", *(shlex.quote(a) for a in args.argv)])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.argv = list(sys.argv[1:] if argv is None else map(str, argv))
     try:
         args.paths = Paths.resolve(args.data_dir)
     except (OSError, RuntimeError) as exc:
