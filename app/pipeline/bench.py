@@ -548,7 +548,7 @@ def to_markdown(r: dict[str, Any]) -> str:
             lines.append(f"| {size} at {c['camera_fps']:.0f} fps | {faces.removesuffix('face')} | "
                          f"{c['frames_delivered']} | {c['frames_processed']} | "
                          f"{c['cpu_ms_per_frame']} | **{c['cores_busy']}** |")
-    from app.pipeline.scan import RESCAN_AFTER, SWEEP_FRAMES
+    from app.pipeline.scan import NEAR_RESCAN, RESCAN_AFTER, SWEEP_FRAMES
     from app.pipeline.tracking import TILES_PER_FRAME
 
     lines += [
@@ -557,10 +557,11 @@ def to_markdown(r: dict[str, Any]) -> str:
         "",
         "Three scenes run as a stream, with the tile scan (`scan.TileScheduler`: every tile "
         f"once when the stream starts or cuts, {TILES_PER_FRAME} a frame at most; after that a "
-        "tile only where the picture changed, away from tracked faces, at most every "
-        f"{RESCAN_AFTER} frames, and each at least every {SWEEP_FRAMES} frames; plus a region "
-        "around each small tracked face) and with the whole-frame pass only. For the walk-in, "
-        "frames until found count from the frame the face is first wholly in view.",
+        f"tile where the picture changed, at most every {RESCAN_AFTER} frames, or every "
+        f"{NEAR_RESCAN} if it changed only near a tracked face, and each at least every "
+        f"{SWEEP_FRAMES} frames; plus a region around each small tracked face) and with the "
+        "whole-frame pass only. For the walk-in, frames until found count from the frame the "
+        "face is first wholly in view.",
         "",
         "| scene | detection | faces found | frames until all found | ms per frame |",
         "|---|---|---|---|---|",

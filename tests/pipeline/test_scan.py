@@ -9,7 +9,7 @@ import pytest
 from app.config import Paths, Settings
 from app.pipeline.detector import TilePlan
 from app.pipeline.recognizer import Recognizer
-from app.pipeline.scan import RESCAN_AFTER, SWEEP_FRAMES, TileScheduler, frame_cells
+from app.pipeline.scan import NEAR_RESCAN, RESCAN_AFTER, SWEEP_FRAMES, TileScheduler, frame_cells
 from app.pipeline.tracking import TILES_PER_FRAME, FaceTracker
 from app.pipeline.types import Detection
 from tests.conftest import DEEPFACE, FR
@@ -57,10 +57,9 @@ def test_where_the_picture_changes_its_tiles_are_scanned_again() -> None:
     assert asked[-RESCAN_AFTER:] == [[]] * RESCAN_AFTER  # then it is left alone
 
 
-def test_a_tracked_face_moving_does_not_trigger_scans() -> None:
+def test_a_tracked_face_moving_costs_one_tile_a_frame_at_most() -> None:
     size = (1280, 720)
     base = textured(size)
-    scan = TileScheduler(*size)
     face = textured((200, 200), seed=1)
 
     def frame_with_face(x: int) -> tuple[np.ndarray, Detection]:
@@ -69,14 +68,26 @@ def test_a_tracked_face_moving_does_not_trigger_scans() -> None:
         return f, Detection((x + 50, 350, 100, 100), np.zeros((6, 2), np.float32), 0.9,
                             (x + 50.0, 350.0, 100.0, 100.0))
 
-    for i in range(30):
-        f, d = frame_with_face(500)
-        scan.take(frame_cells(f), [d], TILES_PER_FRAME)
-    moved = [scan.take(frame_cells(f), [d], TILES_PER_FRAME)
-             for f, d in (frame_with_face(500 + 3 * i) for i in range(1, 20))]
-    assert moved == [[]] * 19
-    f, _ = frame_with_face(800)
-    assert scan.take(frame_cells(f), [], TILES_PER_FRAME)  # untracked, a move counts
+    def run(track: bool) -> list[list[tuple[int, int, int]]]:
+        scan = TileScheduler(*size)
+        f, d = frame_with_face(400)
+        for _ in range(20):  # every tile scanned once
+            scan.take(frame_cells(f), [d], TILES_PER_FRAME)
+        out = []
+        for i in range(NEAR_RESCAN + 20):
+            f, d = frame_with_face(400 + round(60 * np.sin(i / 8)))  # to and fro
+            out.append(scan.take(frame_cells(f), [d] if track else [], TILES_PER_FRAME))
+        return out
+
+    tracked = run(track=True)
+    # Its own motion: a tile near it at most once a frame, each again only after NEAR_RESCAN.
+    assert all(len(t) <= 1 for t in tracked) and sum(map(len, tracked)) > 0
+    scanned = [(i, r) for i, t in enumerate(tracked) for r in t]
+    for i, r in scanned:
+        assert not [j for j, q in scanned if q == r and 0 < j - i < NEAR_RESCAN]
+        assert r[0] < 460 + 225 and 340 - 25 < r[0] + r[2]  # it overlaps where the face moved
+    untracked = run(track=False)  # the same motion, nobody tracked: up to 4 tiles a frame
+    assert max(map(len, untracked)) == TILES_PER_FRAME
 
 
 def test_a_scene_cut_rescans_every_tile() -> None:
