@@ -15,19 +15,23 @@ import shlex
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from app import __version__
-from app.config import DEFAULT_FALSE_ACCEPT, Paths, Settings
+from app.config import DEFAULT_FALSE_ACCEPT, Paths, Settings, store_location
 from app.log import setup_logging
 from app.pipeline.errors import FacerecError, ImageError, NoFaceError
 
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+#: How often `watch` looks for changes to the gallery made elsewhere (seconds).
+WATCH_REFRESH_S = 0.5
+#: Seconds between writes of the recognition log during ``watch --log``.
+LOG_FLUSH_S = 2.0
 
 
 class UsageError(Exception):
@@ -45,29 +49,105 @@ def _note(msg: str) -> None:
 # -- commands ------------------------------------------------------------------------
 
 def _open_recognizer(args: argparse.Namespace):  # noqa: ANN202 - lazy import keeps --help fast
+    """The Recognizer over the user's data; a line on stderr if faces need enrolling again."""
     from app.pipeline.recognizer import Recognizer
 
-    return Recognizer.open(args.paths)
+    rec = Recognizer.open(args.paths, store=args.store)
+    try:
+        note = rec.outdated().note()
+    except BaseException:
+        rec.close()
+        raise
+    if note:
+        _note(f"note: {note} (facerec people lists them)")
+    return rec
+
+
+def _location(args: argparse.Namespace) -> str | Path:
+    """The gallery this command works on: --store, FACEREC_STORE, the settings or faces.db."""
+    return store_location(args.paths, Settings.load(args.paths.settings), args.store)
+
+
+def _open_store(args: argparse.Namespace):  # noqa: ANN202
+    """The store, for a command that reads or changes people but does not recognise."""
+    from app.pipeline.store import open_store
+
+    return open_store(_location(args), cache_dir=args.paths.ensure().root, background=False)
+
+
+def _require_enroll(store) -> None:  # noqa: ANN001
+    """Refuse early, before any photo is read, where people cannot be changed."""
+    from app.pipeline.shared import describe_offline
+
+    if not store.can_enroll:
+        from app.pipeline.pgstore import ENROLLER_ROLE, StoreReadOnlyError
+
+        raise StoreReadOnlyError(f"this workstation may only recognise: its database role cannot "
+                                 f"change people in {store.label} (enrolling needs the "
+                                 f"{ENROLLER_ROLE} role)")
+    if store.offline_since is not None:
+        from app.pipeline.pgstore import StoreOfflineError
+
+        raise StoreOfflineError(f"{describe_offline(store.offline_since)} ({store.label}): "
+                                "enrolling waits until it is back (nothing was saved)")
+
+
+def _person_name(text: str) -> str:
+    """A person's name from the command line; an empty or invalid one is a usage error."""
+    from app.pipeline.errors import PersonError
+    from app.pipeline.store import normalize_name
+
+    try:
+        return normalize_name(text)
+    except PersonError as exc:
+        raise UsageError(f"{exc}: {text!r}") from None
+
+
+def _screen(labels: Sequence[str], flags: Sequence, force: bool, target: str) -> list[bool]:  # type: ignore[type-arg]
+    """Which flagged faces may be saved: a refused one gets one line on stderr."""
+    keep = []
+    for label, flag in zip(labels, flags):
+        if flag is None:
+            keep.append(True)
+        elif force:
+            _note(f"warning: {label}: {flag.reason}; saved to {target} anyway (--force)")
+            keep.append(True)
+        else:
+            _err(f"{label}: {flag.reason}; not saved to {target} (check it, or pass --force)")
+            keep.append(False)
+    return keep
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    """Add the largest face of each image to a person."""
-    from app.pipeline.store import normalize_name
+    """Add the largest face of each image to a person, after the same-person checks."""
+    from app.pipeline.imageio import display_name
 
-    name = normalize_name(args.name)
+    name = _person_name(args.name)
     with _open_recognizer(args) as rec:
-        faces, failed = [], 0
+        _require_enroll(rec.store)
+        faces, labels, failed = [], [], 0
         for path in args.images:
             try:
-                faces.append(rec.enroll_file(path).face)
+                faces.append(rec.enroll_file(path, check_quality=True).face)
+                labels.append(display_name(path))
             except (ImageError, NoFaceError) as exc:
                 _err(str(exc))
                 failed += 1
+        existing = rec.store.person(name)
+        target = existing.name if existing else name
+        keep = _screen(labels, rec.check_faces(name, [f.embedding for f in faces]) if faces else [],
+                       args.force, target)
+        faces = [f for f, k in zip(faces, keep) if k]
+        failed += keep.count(False)
         if not faces:
-            _err(f"nothing enrolled for {name!r}")
+            _err(f"nothing enrolled for {target!r}")
             return EXIT_FAIL
         person = rec.enroll(name, faces)
-        print(f"enrolled {len(faces)} face(s) for {person.name} ({person.face_count} in total)")
+        if existing is not None:
+            print(f"added {len(faces)} face(s) to the existing person {person.name} "
+                  f"({person.face_count} in total)")
+        else:
+            print(f"enrolled {len(faces)} face(s) for {person.name} (a new person)")
     return EXIT_FAIL if failed else EXIT_OK
 
 
@@ -87,30 +167,42 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise FacerecError(f"{display_name(root)}: no photos to import (expected one subfolder "
                            "of photos per person)")
     batches: dict[str, list] = {}
+    labels: dict[str, list[str]] = {}
+    refused = 0
     with _open_recognizer(args) as rec:
+        _require_enroll(rec.store)
         for name, f in tqdm(jobs, desc="importing", unit="photo", disable=None, file=sys.stderr):
             try:
-                batches.setdefault(name, []).append(rec.enroll_file(f).face)
+                batches.setdefault(name, []).append(rec.enroll_file(f, check_quality=True).face)
+                labels.setdefault(name, []).append(display_name(f))
             except (ImageError, NoFaceError) as exc:
                 skipped.append(str(exc))
+        for name, faces in list(batches.items()):
+            if faces:
+                keep = _screen(labels[name], rec.check_faces(name, [x.embedding for x in faces]),
+                               args.force, name)
+                refused += keep.count(False)
+                batches[name] = [x for x, k in zip(faces, keep) if k]
         batches = {n: fs for n, fs in batches.items() if fs}
         if batches:
             rec.enroll_many(list(batches.items()))
     added = sum(len(v) for v in batches.values())
-    print(f"imported {added} face(s) for {len(batches)} people; skipped {len(skipped)} file(s)")
+    print(f"imported {added} face(s) for {len(batches)} people; skipped {len(skipped)} file(s)"
+          + (f"; refused {refused} face(s) that failed the same-person checks" if refused else ""))
     for line in skipped:
         _note(f"  skipped {line}")
-    return EXIT_OK if added else EXIT_FAIL
+    return EXIT_OK if added and not refused else EXIT_FAIL
 
 
 def cmd_people(args: argparse.Namespace) -> int:
     """List enrolled people."""
-    from app.pipeline.store import FaceStore
+    from app.pipeline.outdated import outdated
 
-    with FaceStore(args.paths.ensure().db) as store:
+    with _open_store(args) as store:
         people = store.people()
+        old = outdated(store)
     if args.json:
-        print(json.dumps([{"name": p.name, "faces": p.face_count,
+        print(json.dumps([{"name": p.name, "faces": p.face_count, "older_version_faces": old.of(p.id),
                            "created": datetime.fromtimestamp(p.created, timezone.utc).isoformat()}
                           for p in people], ensure_ascii=False))
     elif not people:
@@ -118,23 +210,103 @@ def cmd_people(args: argparse.Namespace) -> int:
     else:
         width = max(len(p.name) for p in people)
         for p in people:
-            print(f"{p.name:<{width}}  {p.face_count} face(s)")
+            n_old = old.of(p.id)
+            print(f"{p.name:<{width}}  {p.face_count} face(s)" + (
+                "" if not n_old else
+                ", all by an older version: not recognised, enroll again from photos"
+                if n_old >= p.face_count else
+                f", {n_old} by an older version: not used, enroll again from photos"))
+    if old.faces and not args.json:
+        _note(f"note: {old.note()}")
     return EXIT_OK
 
 
 def cmd_rename(args: argparse.Namespace) -> int:
     """Rename a person."""
+    old, new = _person_name(args.old), _person_name(args.new)
     with _open_recognizer(args) as rec:
-        person = rec.rename(args.old, args.new)
+        person = rec.rename(old, new)
     print(f"renamed to {person.name}")
     return EXIT_OK
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
     """Delete a person and all their faces."""
+    name = _person_name(args.name)
     with _open_recognizer(args) as rec:
-        person = rec.remove(args.name)
+        person = rec.remove(name)
     print(f"removed {person.name} and {person.face_count} face(s)")
+    return EXIT_OK
+
+
+def cmd_faces(args: argparse.Namespace) -> int:
+    """List a person's faces with their ids, and any same-person flag."""
+    from app.pipeline.align import EMBEDDING_VERSION
+
+    name = _person_name(args.name)
+    with _open_recognizer(args) as rec:
+        faces = rec.faces_of(name)
+        flags = rec.audit(name)
+        person = rec.store.person(name)
+    assert person is not None
+    if args.json:
+        print(json.dumps([{
+            "id": f.id, "source": f.source, "embedder": f.embedder,
+            "created": datetime.fromtimestamp(f.created, timezone.utc).isoformat(),
+            "current": f.embedder == EMBEDDING_VERSION,
+            "flag": flags[f.id].reason if f.id in flags else None} for f in faces],
+            ensure_ascii=False))
+        return EXIT_OK
+    if not faces:
+        _note(f"{person.name} has no faces; add some with: facerec enroll {person.name!r} PHOTO...")
+        return EXIT_OK
+    width = max(len(f.source or "-") for f in faces)
+    for f in faces:
+        when = datetime.fromtimestamp(f.created).strftime("%Y-%m-%d %H:%M")
+        line = f"{f.id:>6}  {f.source or '-':<{width}}  {when}"
+        print(line + (f"  flagged: {flags[f.id].reason}" if f.id in flags else ""))
+    return EXIT_OK
+
+
+def cmd_remove_face(args: argparse.Namespace) -> int:
+    """Delete single faces by id (their person stays)."""
+    from app.pipeline.errors import PersonError
+
+    with _open_recognizer(args) as rec:
+        owners = {}
+        for face_id in args.ids:
+            info = rec.store.face(face_id)
+            if info is None:
+                raise PersonError(f"no face with id {face_id}")
+            owners[face_id] = info.person_id
+        rec.remove_faces(args.ids)
+        for pid in dict.fromkeys(owners.values()):
+            person = rec.store.person_by_id(pid)
+            gone = [i for i, p in owners.items() if p == pid]
+            if person is not None:
+                print(f"removed {_faces_text(gone)} from {person.name} "
+                      f"({person.face_count} left)")
+    return EXIT_OK
+
+
+def _faces_text(ids: Sequence[int]) -> str:
+    return f"face {ids[0]}" if len(ids) == 1 else f"faces {', '.join(map(str, ids))}"
+
+
+def cmd_move_face(args: argparse.Namespace) -> int:
+    """Give faces to another person, after the same-person checks."""
+    to = _person_name(args.to)
+    with _open_recognizer(args) as rec:
+        existing = rec.store.person(to)
+        target = existing.name if existing else to
+        flags = rec.check_move(args.ids, to)
+        keep = _screen([f"face {i}" for i in args.ids], flags, args.force, target)
+        if not all(keep):
+            _err(f"nothing moved to {target!r}")
+            return EXIT_FAIL
+        person = rec.move_faces(args.ids, to)
+    what = "the existing person" if existing is not None else "a new person"
+    print(f"moved {_faces_text(args.ids)} to {what} {person.name} ({person.face_count} in total)")
     return EXIT_OK
 
 
@@ -173,6 +345,7 @@ def _print_faces(label: str, faces: Sequence) -> None:  # type: ignore[type-arg]
 
 def cmd_watch(args: argparse.Namespace) -> int:
     """Run recognition on a camera, video file or stream."""
+    from app.pipeline.shared import describe_offline
     from app.pipeline.sources import LatestFrameGrabber, ReadAhead, VideoSource
     from app.pipeline.stream import Processed, run_stream
 
@@ -182,10 +355,16 @@ def cmd_watch(args: argparse.Namespace) -> int:
     frames = faces = unknown = 0
     t0 = time.perf_counter()
     interrupted = False
+    offline: float | None = None
+    journal = None
+    logged: set[str] = set()
+    flushed_at = time.monotonic()
 
     def report(p: Processed) -> None:
         nonlocal frames, faces, unknown
         res = p.result
+        if journal is not None:
+            journal.update(res)
         if args.json:
             print(json.dumps({"frame": frames, "faces": [f.to_json() for f in res.faces]},
                              ensure_ascii=False), flush=True)
@@ -197,17 +376,40 @@ def cmd_watch(args: argparse.Namespace) -> int:
             else:
                 names[f.name] += 1
 
+    def housekeeping() -> None:
+        # Follow changes to the gallery made elsewhere (another process, another
+        # workstation), say when a shared gallery goes away or comes back, write the log.
+        nonlocal offline, flushed_at
+        rec.refresh()
+        since = rec.store.offline_since
+        if since != offline:
+            _note(f"note: {describe_offline(since)}; recognising from the local copy, "
+                  f"log rows are queued (frame {frames})" if since is not None
+                  else f"note: shared gallery back online (frame {frames})")
+            offline = since
+        if journal is not None and time.monotonic() - flushed_at > LOG_FLUSH_S:
+            logged.update(r.id for r in journal.flush(rec.store))
+            flushed_at = time.monotonic()
+
     # Decoding runs on a thread of its own (a file is read a few frames ahead), from now
     # on: the first frames are decoded while the models load.
     reader = LatestFrameGrabber(source) if source.is_live else ReadAhead(source)
     try:
         with _open_recognizer(args) as rec:
+            journal = _watch_log(rec, settings, source, lambda: frames) if args.log else None
             try:
-                run_stream(rec, reader, report, max_frames=args.max_frames)
+                run_stream(rec, reader, report, max_frames=args.max_frames,
+                           housekeeping=housekeeping, every_s=WATCH_REFRESH_S)
             except KeyboardInterrupt:
                 interrupted = True
+            finally:
+                if journal is not None:
+                    logged.update(r.id for r in journal.flush(rec.store))
+                    _note(f"recognition log: {len(logged)} appearance(s) written")
     finally:
         reader.close()
+    # Closing a shared store sends what it can; what is left waits in the local queue.
+    queued = getattr(rec.store, "left_queued", 0)
     dt = time.perf_counter() - t0
     fps = frames / dt if dt > 0 else 0.0
     _note(f"{frames} frame(s) in {dt:.1f} s ({fps:.1f} fps processed; source "
@@ -215,6 +417,50 @@ def cmd_watch(args: argparse.Namespace) -> int:
           + ("; interrupted" if interrupted else ""))
     for name, n in names.most_common():
         _note(f"  {name}: {n} frame(s)")
+    if queued:
+        _note(f"recognition log: {queued} row(s) wait in this workstation's queue for the shared "
+              "gallery (sent when it is back)")
+    return EXIT_OK
+
+
+def _watch_log(rec, settings: Settings, source, position: Callable[[], int]):  # noqa: ANN001, ANN202
+    """The recognition log of a ``watch --log`` run (old rows pruned first).
+
+    A file is processed faster or slower than it plays, so its appearances are timed
+    by the video's own clock (frame number / fps, from the start of the run); a camera
+    or stream by the real one.
+    """
+    from app.pipeline.appearances import AppearanceLog, prune
+
+    try:
+        prune(rec.store, settings.log_retention_days)
+    except FacerecError as exc:  # e.g. a shared gallery that is offline: log on, prune later
+        log.warning("recognition log not pruned: %s", exc)
+    if source.is_live:
+        return AppearanceLog(source.spec.describe())
+    start, fps = time.time(), source.fps
+    return AppearanceLog(source.spec.describe(), clock=lambda: start + position() / fps,
+                         monotonic=lambda: position() / fps)
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    """Print the recognition log, newest first."""
+    with _open_store(args) as store:  # a shared gallery's log, or this workstation's queue if offline
+        rows = store.sightings(args.limit)
+    if args.json:
+        print(json.dumps([{
+            "id": r.id, "name": r.name, "similarity": round(r.similarity, 4),
+            "started": datetime.fromtimestamp(r.started, timezone.utc).isoformat(),
+            "last_seen": datetime.fromtimestamp(r.last_seen, timezone.utc).isoformat(),
+            "frames": r.frames, "source": r.source, "track": r.track, "station": r.station}
+            for r in rows], ensure_ascii=False))
+        return EXIT_OK
+    if not rows:
+        _note("the recognition log is empty (the desktop app and `facerec watch --log` write it)")
+    for r in rows:
+        when = datetime.fromtimestamp(r.started).strftime("%Y-%m-%d %H:%M:%S")
+        who = r.name if r.name is not None else f"Unknown (track {r.track})" if r.track else "Unknown"
+        print(f"{when}  {who}  {r.similarity:.3f}  {r.last_seen - r.started:.0f} s  {r.source}")
     return EXIT_OK
 
 
@@ -240,7 +486,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from app.pipeline.embedder import FaceEmbedder
     from app.pipeline.evaluate import plot_report, read_pairs, verify_pairs, write_scores
     from app.pipeline.imageio import load_image
-    from app.pipeline.recognizer import largest_face_embedding
+    from app.pipeline.recognizer import subject_face_embedding
 
     pairs_path = Path(args.pairs)
     pairs = read_pairs(pairs_path)
@@ -253,7 +499,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     bar, progress = _progress_bar("embedding", "image")
     try:
         report = verify_pairs(
-            pairs, images, lambda p: largest_face_embedding(detector, embedder, load_image(p)),
+            pairs, images, lambda p: subject_face_embedding(detector, embedder, load_image(p)),
             progress)
     finally:
         bar.close()
@@ -295,6 +541,44 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_embedding_mean(args: argparse.Namespace) -> int:
+    """Make the mean embedding that facerec subtracts from every embedding."""
+    import numpy as np
+
+    from app.pipeline.detector import FaceDetector
+    from app.pipeline.embedder import FaceEmbedder, save_mean
+    from app.pipeline.models import EMBEDDING_MEAN, sha256_of
+    from app.pipeline.openset import mean_embedding
+
+    settings = Settings.load(args.paths.settings)
+    detector = FaceDetector(settings.detection_confidence)
+    bar, progress = _progress_bar("embedding", "photo")
+    try:
+        result = mean_embedding(Path(args.folder), detector,
+                                FaceEmbedder(settings.threads, centred=False), progress)
+    finally:
+        bar.close()
+        detector.close()
+    for line in result.skipped:
+        log.info("skipped %s", line)
+    if result.skipped:
+        _note(f"note: {len(result.skipped)} photo(s) skipped (unreadable or no face); -v lists them")
+    out = Path(args.out)
+    try:
+        save_mean(result.mean, out)
+    except OSError as exc:
+        raise FacerecError(f"{out}: cannot write ({exc.strerror})") from None
+    digest = sha256_of(out)
+    print(f"mean of {result.people} people ({result.photos} photos), length "
+          f"{float(np.linalg.norm(result.mean)):.4f}, written to {out}")
+    print(f"sha256 {digest}")
+    if digest != EMBEDDING_MEAN.sha256:
+        print(f"facerec checks this file against the SHA-256 pinned as EMBEDDING_MEAN in "
+              f"app/pipeline/models.py ({EMBEDDING_MEAN.sha256[:12]}...): pin the new one there to "
+              f"use it, then re-run facerec calibrate (README.md, 'Accuracy on LFW')")
+    return EXIT_OK
+
+
 def cmd_lfw_split(args: argparse.Namespace) -> int:
     """Write the seeded LFW open-set split (report and calibration)."""
     from app.pipeline.lfw import SplitPlan, make_split
@@ -307,6 +591,9 @@ def cmd_lfw_split(args: argparse.Namespace) -> int:
         print(f"{split:<12} {parts}")
     if manifest["copied_instead_of_linked"]:
         _note(f"note: links were not allowed here; {manifest['copied_instead_of_linked']} files copied")
+    if not manifest["mean_excludes_view2"]:
+        _note("note: lfw_dir_names/pairs.txt is not in LFW_DIR, so calibration/mean may hold "
+              "photos of View 2's pairs")
     print(f"written to {args.out_dir} (seed {args.seed}; every file chosen is in split.json)")
     return EXIT_OK
 
@@ -436,6 +723,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Measure the pipeline, search and start-up on this machine."""
     from app.pipeline import bench
 
+    if args.store:
+        from app.pipeline import bench_shared
+        from app.pipeline.embedder import default_threads
+
+        shared = bench_shared.run(args.store, args.sizes or [100_000, 1_000_000],
+                                  default_threads(), progress=lambda s: _note(f"bench: {s}"))
+        if args.out:
+            Path(args.out).write_text(bench_shared.to_markdown(shared), encoding="utf-8")
+            _note(f"bench: wrote {args.out}")
+        print(bench.dump(shared) if args.json else bench_shared.to_markdown(shared))
+        return EXIT_OK
     ref = _read_bench_json(args.compare) if args.compare else None
     if args.load:
         results = _read_bench_json(args.load, whole=ref is None)
@@ -446,7 +744,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if missing:
             raise UsageError(f"{photos}: the benchmark photos ({', '.join(missing)}) are not there; "
                              "pass --photos DIR (the shared deepface test set)")
-        results = bench.run(photos, args.sizes, quick=args.quick,
+        results = bench.run(photos, args.sizes or [1000, 10_000, 100_000, 1_000_000], quick=args.quick,
                             progress=lambda s: _note(f"bench: {s}"))
         results["command"] = _command_line(args)
     if args.save:
@@ -501,12 +799,12 @@ def cmd_self_test(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from app.pipeline.align import CROP_SIZE
+    from app.pipeline.align import CROP_SIZE, EMBEDDING_VERSION
     from app.pipeline.decision import CALIBRATION_FILE, load_calibration
     from app.pipeline.detector import FaceDetector
-    from app.pipeline.embedder import FaceEmbedder
+    from app.pipeline.embedder import FaceEmbedder, load_mean
     from app.pipeline.imageio import load_image
-    from app.pipeline.models import DETECTOR, EMBEDDER, models_dir, verified_model
+    from app.pipeline.models import DETECTOR, EMBEDDER, EMBEDDING_MEAN, models_dir, verified_model
     from app.pipeline.recognizer import largest_face_embedding
     from app.pipeline.store import FaceStore, NewFace
 
@@ -527,7 +825,15 @@ def cmd_self_test(args: argparse.Namespace) -> int:
     print(f"facerec {__version__}, models in {models_dir()}")
     check(f"model {DETECTOR.filename} verified", lambda: verified_model(DETECTOR))
     check(f"model {EMBEDDER.filename} verified", lambda: verified_model(EMBEDDER))
-    check(f"decision rule calibration {CALIBRATION_FILE} loads", load_calibration)
+    check(f"mean embedding {EMBEDDING_MEAN.filename} verified", load_mean)
+
+    def calibration_matches() -> None:
+        made_for = load_calibration().source.get("embedding_version")
+        if made_for != EMBEDDING_VERSION:
+            raise RuntimeError(f"made for embeddings {made_for!r}, these are {EMBEDDING_VERSION!r}; "
+                               "re-run facerec calibrate (README.md, 'Accuracy on LFW')")
+    check(f"decision rule calibration {CALIBRATION_FILE} loads, made for these embeddings",
+          calibration_matches)
     detector = check("face detector loads", FaceDetector)
     embedder = check("face embedder loads", FaceEmbedder)
     rng = np.random.default_rng(0)
@@ -585,9 +891,17 @@ def _passphrase(args: argparse.Namespace, confirm: bool) -> str | None:
 def cmd_backup(args: argparse.Namespace) -> int:
     """Write the whole gallery to one file, optionally encrypted."""
     from app.pipeline.backup import write_backup
+    from app.pipeline.store import is_url
 
     secret = _passphrase(args, confirm=True) if args.encrypt else None
-    header = write_backup(args.paths.db, Path(args.file), secret)
+    location = _location(args)
+    if is_url(location):
+        from app.pipeline.pgstore import PostgresStore
+
+        with PostgresStore(str(location), migrate=False) as store:
+            header = write_backup(store, Path(args.file), secret)
+    else:
+        header = write_backup(args.paths.db, Path(args.file), secret)
     how = "encrypted (AES-256-GCM, scrypt)" if header.get("encrypted") else "not encrypted"
     print(f"backup written to {args.file} ({header['size']} bytes of store, {how})")
     return EXIT_OK
@@ -606,8 +920,55 @@ def cmd_restore(args: argparse.Namespace) -> int:
     needs_secret = head.startswith(MAGIC) and b'"encrypted": true' in head
     secret = _passphrase(args, confirm=False) if needs_secret else None
     args.paths.ensure()
-    people = restore_backup(path, args.paths.db, args.paths.index, secret, replace=args.replace)
+    location = _location(args)
+    from app.pipeline.store import is_url
+
+    if is_url(location):
+        from app.pipeline.backup import restore_into
+        from app.pipeline.pgstore import PostgresStore
+
+        with PostgresStore(str(location)) as store:
+            people = restore_into(path, store, secret, replace=args.replace)
+    else:
+        people = restore_backup(path, args.paths.db, args.paths.index, secret, replace=args.replace)
     print(f"restored {people} people from {args.file}")
+    return EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Copy this data directory's gallery into a shared store, or a shared store into it."""
+    from app.pipeline.pgstore import PostgresStore
+    from app.pipeline.store import FaceStore, is_url, merge_into
+
+    url = args.to or args.from_
+    if not is_url(url):
+        raise UsageError(f"{url!r} is not a database URL (postgresql://...)")
+    local_db = args.paths.ensure().db
+    if args.to and not local_db.exists():
+        raise FacerecError(f"no local gallery at {local_db}: nothing to copy")
+    with FaceStore(local_db) as local, PostgresStore(url) as shared:
+        source, target = (local, shared) if args.to else (shared, local)
+        dump = source.dump()
+        report = merge_into(target, dump)
+    print(f"copied {len(dump.people)} people and {len(dump.faces)} face(s) from {source.label} "
+          f"to {target.label}: {report.people_created} people and {report.faces_added} face(s) "
+          f"added, {report.faces_present} already there, {report.sightings} log row(s); "
+          f"verified: it holds {report.people_total} people and {report.faces_total} face(s)")
+    return EXIT_OK
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    """Create or upgrade a shared store's schema and its two roles."""
+    from app.pipeline.pgstore import PostgresStore
+    from app.pipeline.store import is_url
+
+    location = _location(args)
+    if not is_url(location):
+        raise UsageError("setup needs a shared gallery: facerec --store postgresql://... setup")
+    with PostgresStore(str(location)) as store:
+        for line in store.setup():
+            print(line)
+        print(f"the shared gallery {store.label} is ready (schema and roles)")
     return EXIT_OK
 
 
@@ -636,16 +997,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"facerec {__version__}")
     p.add_argument("--data-dir", metavar="DIR",
                    help="where the store lives (default: $FACEREC_HOME, else the user data dir)")
+    p.add_argument("--store", metavar="URL",
+                   help="a shared gallery, postgresql://[user@]host[:port]/db (default: "
+                        "$FACEREC_STORE, the settings, else the SQLite store in the data dir); "
+                        "the password comes from the URL, ~/.pgpass or a service file")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
+    force_help = ("save faces that fail the same-person checks too (they look unlike the "
+                  "person's other faces, or like someone else)")
     s = sub.add_parser("enroll", help="add the largest face of each image to NAME")
     s.add_argument("name", metavar="NAME")
     s.add_argument("images", metavar="IMAGE", nargs="+")
+    s.add_argument("--force", action="store_true", help=force_help)
     s.set_defaults(func=cmd_enroll)
 
     s = sub.add_parser("import", help="import DIR with one subfolder of photos per person")
     s.add_argument("dir", metavar="DIR")
+    s.add_argument("--force", action="store_true", help=force_help)
     s.set_defaults(func=cmd_import)
 
     s = sub.add_parser("people", help="list enrolled people")
@@ -661,6 +1030,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name", metavar="NAME")
     s.set_defaults(func=cmd_remove)
 
+    s = sub.add_parser("faces", help="list a person's faces with their ids")
+    s.add_argument("name", metavar="NAME")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=cmd_faces)
+
+    s = sub.add_parser("remove-face", help="delete single faces by id (see: facerec faces NAME)")
+    s.add_argument("ids", metavar="ID", type=_positive_int, nargs="+")
+    s.set_defaults(func=cmd_remove_face)
+
+    s = sub.add_parser("move-face", help="give faces (by id) to another person")
+    s.add_argument("ids", metavar="ID", type=_positive_int, nargs="+")
+    s.add_argument("--to", metavar="NAME", required=True,
+                   help="the person to give them to (created if missing)")
+    s.add_argument("--force", action="store_true", help=force_help)
+    s.set_defaults(func=cmd_move_face)
+
     s = sub.add_parser("identify", help="name the faces in images")
     s.add_argument("images", metavar="IMAGE", nargs="+")
     s.add_argument("--json", action="store_true", help="print one JSON array")
@@ -670,7 +1055,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("source", metavar="SOURCE", help="camera index, video file or stream URL")
     s.add_argument("--json", action="store_true", help="one JSON object per frame")
     s.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
+    s.add_argument("--log", action="store_true",
+                   help="write appearances to the recognition log (see: facerec log); with a "
+                        "shared gallery they are queued here while it is offline")
     s.set_defaults(func=cmd_watch)
+
+    s = sub.add_parser("log", help="print the recognition log, newest first")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.add_argument("--limit", type=_positive_int, default=100, metavar="N",
+                   help="at most N rows (default 100)")
+    s.set_defaults(func=cmd_log)
 
     s = sub.add_parser("eval", help="verification metrics on a pairs file (CSV or LFW pairs.txt)")
     s.add_argument("pairs", metavar="PAIRS", help="file_x,file_y,Decision CSV, or LFW's pairs.txt")
@@ -699,6 +1093,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "(models/calibration.json is the one facerec uses); default: print it")
     s.set_defaults(func=cmd_calibrate)
 
+    s = sub.add_parser("embedding-mean",
+                       help="make the mean embedding facerec subtracts (models/facenet512_mean.npy)")
+    s.add_argument("folder", metavar="DIR", help="one subfolder of photos per person "
+                   "(lfw-split's calibration/mean)")
+    s.add_argument("--out", required=True, metavar="FILE.npy",
+                   help="where to write it (models/facenet512_mean.npy is the one facerec uses)")
+    s.set_defaults(func=cmd_embedding_mean)
+
     s = sub.add_parser("lfw-split", help="write the seeded LFW open-set split")
     s.add_argument("lfw_dir", metavar="LFW_DIR",
                    help="the LFW repository (with images_deepfunneled/) or its image folder")
@@ -726,13 +1128,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--passphrase-file", metavar="FILE", help="read the passphrase from FILE")
     s.set_defaults(func=cmd_restore)
 
+    s = sub.add_parser("migrate", help="copy the local gallery into a shared one, or back")
+    way = s.add_mutually_exclusive_group(required=True)
+    way.add_argument("--to", metavar="URL", help="copy this data directory's gallery into URL")
+    way.add_argument("--from", dest="from_", metavar="URL",
+                     help="copy the gallery at URL into this data directory")
+    s.set_defaults(func=cmd_migrate)
+
+    s = sub.add_parser("setup", help="create a shared gallery's schema and its two roles")
+    s.set_defaults(func=cmd_setup)
+
     s = sub.add_parser("bench", help="measure speed per stage, search and start-up")
     s.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     s.add_argument("--out", metavar="FILE.md", help="also write the Markdown report here")
     s.add_argument("--photos", metavar="DIR", help="the shared deepface photos (default: "
                    "../shared/testdata/deepface beside the checkout)")
-    s.add_argument("--sizes", type=_sizes, default=[1000, 10_000, 100_000, 1_000_000],
-                   metavar="N,N,...", help="gallery sizes for the search benchmark")
+    s.add_argument("--sizes", type=_sizes, default=None, metavar="N,N,...",
+                   help="gallery sizes for the search benchmark (default 1000,10000,100000,"
+                        "1000000; with --store: 100000,1000000 in the shared gallery, which "
+                        "must be an empty database: it is overwritten)")
     s.add_argument("--quick", action="store_true", help="fewer frames and repeats")
     s.add_argument("--save", metavar="FILE.json", help="also write the raw results here")
     s.add_argument("--compare", metavar="REF.json",
@@ -802,10 +1216,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAIL
     if args.command is None:
         args.func = cmd_gui
+    if args.store and args.func is cmd_gui:
+        # --store wins over FACEREC_STORE; through the environment it reaches the window's
+        # worker thread (the other commands pass it on themselves).
+        from app.config import ENV_STORE
+
+        os.environ[ENV_STORE] = args.store
     # Commands that change the store keep a log file in the data directory; the GUI sets
     # up its own; read-only commands only print.
-    writes = args.command in ("enroll", "import", "rename", "remove")
+    writes = args.command in ("enroll", "import", "rename", "remove", "remove-face", "move-face",
+                              "migrate", "setup")
     setup_logging(args.paths.logs if writes else None, args.verbose)
+    from app.pipeline.store import is_url
+
+    location = _location(args)
+    if is_url(location) and args.command not in ("bench", "eval", "self-test"):
+        from app.pipeline.pgstore import mask_url
+
+        _note(f"shared gallery: {mask_url(str(location))}")
     try:
         return int(args.func(args))
     except FacerecError as exc:

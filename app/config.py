@@ -19,6 +19,8 @@ from app import APP_NAME
 log = logging.getLogger(__name__)
 
 ENV_HOME = "FACEREC_HOME"
+#: A shared gallery's URL (postgresql://...), used when --store is not given.
+ENV_STORE = "FACEREC_STORE"
 SETTINGS_VERSION = 2
 
 
@@ -109,6 +111,13 @@ class Settings:
         Requested camera resolution (the camera may pick the nearest it supports).
     threads : int
         Inference threads for the embedder; 0 picks the number of cores.
+    log_retention_days : int
+        Days the recognition log keeps a row; 0 keeps every row.
+    show_candidates : bool
+        Expert: label an Unknown face with its best candidate and score.
+    store : str
+        A shared gallery's URL (``postgresql://...``); empty for the local SQLite store.
+        ``--store`` and ``FACEREC_STORE`` take precedence.
     """
 
     false_accept: float = DEFAULT_FALSE_ACCEPT
@@ -118,6 +127,9 @@ class Settings:
     camera_width: int = 1280
     camera_height: int = 720
     threads: int = 0
+    log_retention_days: int = 30
+    show_candidates: bool = False
+    store: str = ""
 
     def validated(self) -> Settings:
         """Return a copy with every field clamped to its legal range."""
@@ -130,6 +142,9 @@ class Settings:
         s.camera_width = min(max(int(s.camera_width), 160), 7680)
         s.camera_height = min(max(int(s.camera_height), 120), 4320)
         s.threads = min(max(int(s.threads), 0), 64)
+        s.log_retention_days = min(max(int(s.log_retention_days), 0), 3650)
+        s.show_candidates = bool(s.show_candidates)
+        s.store = str(s.store).strip()
         return s
 
     @classmethod
@@ -191,3 +206,16 @@ def _migrate(raw: dict[str, Any]) -> dict[str, Any]:
         return {}
     log.info("settings: the match threshold %.2f you set is kept as the minimum similarity", old)
     return {"min_similarity": old}
+
+
+def store_location(paths: Paths, settings: Settings | None = None,
+                   explicit: str | None = None) -> str | Path:
+    """Where the gallery is.
+
+    ``--store`` (*explicit*), else ``FACEREC_STORE``, else the settings, else the SQLite
+    file in the data directory.
+    """
+    for candidate in (explicit, os.environ.get(ENV_STORE), settings.store if settings else None):
+        if candidate and str(candidate).strip():
+            return str(candidate).strip()
+    return paths.db

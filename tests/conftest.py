@@ -29,6 +29,7 @@ if not (DEEPFACE / "master.csv").is_file():  # pragma: no cover - a broken check
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never touch the real user data directory, whatever a test forgets."""
     monkeypatch.setenv("FACEREC_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("FACEREC_STORE", raising=False)
 
 
 @pytest.fixture
@@ -51,3 +52,46 @@ def face_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_slideshow(path, [FR / "obama3.jpg", FR / "biden.jpg", DEEPFACE / "img3.jpg"],
                     frames_each=24, size=(640, 480), fps=12.0)
     return path
+
+
+def _started_server(*databases: str):  # noqa: ANN202
+    """A started test server (tests/pgserver.py) whose new databases all have pgvector."""
+    from tests import pgserver
+
+    why = pgserver.available()
+    if why:
+        pytest.fail(f"cannot start the test PostgreSQL server: {why}")
+    server = pgserver.PgServer()
+    server.start()
+    # Every database made for a test starts with pgvector (its creation needs a superuser).
+    server.execute("CREATE EXTENSION vector", dbname="template1")
+    for name in databases:
+        server.execute(f"CREATE DATABASE {name}")
+    return server
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL 18 + pgvector server for the session (see tests/pgserver.py)."""
+    server = _started_server()
+    yield server
+    server.destroy()
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A fresh, empty database on the test server, as its superuser's URL."""
+    name = f"facerec_t{next(_databases)}"
+    pg_server.execute(f"CREATE DATABASE {name}")
+    return pg_server.url(name)
+
+
+@pytest.fixture
+def private_server():
+    """A server of the test's own, which it may stop and start; database "gallery" in it."""
+    server = _started_server("gallery")
+    yield server
+    server.destroy()

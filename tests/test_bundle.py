@@ -88,6 +88,19 @@ def test_enroll_then_identify(outside: Path, tmp_path: Path) -> None:
 
 
 @needs_build
+def test_a_shared_gallery_in_postgresql(outside: Path, tmp_path: Path, pg_url: str) -> None:
+    """The bundle carries the PostgreSQL driver (psycopg with its own libpq): one
+    workstation enrolls into the shared gallery, another names the face."""
+    r = _run(EXE, "--store", pg_url, "enroll", "Obama", str(FR / "obama.jpg"), cwd=outside,
+             home=tmp_path / "a")
+    assert r.returncode == 0, r.stderr
+    r = _run(EXE, "--store", pg_url, "identify", "--json", str(FR / "obama2.jpg"), cwd=outside,
+             home=tmp_path / "b")
+    assert r.returncode == 0, r.stderr
+    assert [f["name"] for f in json.loads(r.stdout)[0]["faces"]] == ["Obama"]
+
+
+@needs_build
 def test_eval_plot_uses_the_trimmed_matplotlib(outside: Path, tmp_path: Path) -> None:
     """`eval --plot` draws with the bundle's Agg-only matplotlib."""
     from tests.conftest import DEEPFACE
@@ -190,4 +203,5 @@ def test_bundle_ships_resources_and_no_cv2_qt_plugins() -> None:
     assert (internal / "resources" / "icons" / "facerec.svg").is_file()
     assert sorted(p.name for p in (internal / "models").glob("*.tflite")) == [
         "face_detection_short_range.tflite", "facenet512.tflite"]
+    assert (internal / "models" / "facenet512_mean.npy").is_file()  # verified by self-test
     assert not (internal / "cv2" / "qt").exists()  # Qt 5 plugins would fight PySide6's Qt 6

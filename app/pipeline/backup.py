@@ -20,9 +20,10 @@ import os
 import sqlite3
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from app.pipeline.errors import FacerecError, StoreError
-from app.pipeline.store import BUSY_TIMEOUT_MS, FaceStore
+from app.pipeline.store import BUSY_TIMEOUT_MS, FaceStore, Store, merge_into
 
 MAGIC = b"FACEREC-BACKUP 1\n"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
@@ -57,9 +58,20 @@ def _snapshot(db: Path) -> bytes:
         return copy.read_bytes()
 
 
-def write_backup(db: Path, out: Path, passphrase: str | None = None) -> dict[str, object]:
-    """Write the store at *db* to the backup file *out*; return the header."""
-    payload = _snapshot(db)
+def _snapshot_of(store: Store) -> bytes:
+    """A shared gallery as a SQLite payload: the same backup format for both engines."""
+    dump = store.dump()
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "faces.db"
+        with FaceStore(copy) as local:
+            if dump.people:
+                merge_into(local, dump)
+        return _snapshot(copy)
+
+
+def write_backup(db: Path | Store, out: Path, passphrase: str | None = None) -> dict[str, object]:
+    """Write the store at *db* (a SQLite file, or an open shared store) to *out*; return the header."""
+    payload = _snapshot(db) if isinstance(db, Path) else _snapshot_of(db)
     header: dict[str, object] = {"format": 1, "size": len(payload)}
     if passphrase:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -189,3 +201,28 @@ def restore_backup(path: Path, db: Path, index: Path, passphrase: str | None = N
         for suffix in ("", "-wal", "-shm"):
             Path(str(tmp) + suffix).unlink(missing_ok=True)
     return incoming_people
+
+
+def restore_into(path: Path, store: Any, passphrase: str | None = None,
+                 replace: bool = False) -> int:
+    """Replace a shared gallery (a `PostgresStore`) with the one in a backup; one transaction.
+
+    The backup is verified and read as a facerec store before the database is touched;
+    every workstation's cache then reloads in full (see `PostgresStore.replace_with`).
+    """
+    payload = read_backup(path, passphrase)
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "faces.db"
+        fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        try:
+            with FaceStore(copy) as incoming:
+                dump = incoming.dump()
+        except StoreError as exc:
+            raise BackupError(f"{path}: does not hold a usable face store ({exc})") from None
+    try:
+        people: int = store.replace_with(dump, replace=replace)
+    except StoreError as exc:
+        raise BackupError(str(exc)) from None
+    return people

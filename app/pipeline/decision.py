@@ -4,8 +4,8 @@ Why a fixed similarity threshold is not enough
 ----------------------------------------------
 A stranger is compared with every enrolled person and only the best match counts, so
 with a fixed threshold the share of strangers who get *somebody's* name grows with the
-gallery: on the LFW open-set split, 0.52 names 1 % of strangers with one person
-enrolled and 71 % with 600.
+gallery: on the LFW open-set split, the former crop's default 0.52 named 0.7 % of
+strangers with one person enrolled and 71 % with 600.
 
 The rule
 --------
@@ -17,8 +17,8 @@ For a face, let ``s1`` be the best person's score and ``s2`` the runner-up perso
 A stranger who resembles the best person tends to resemble the next ones too (a high
 ``s2``), while an enrolled person's own score stands out from the rest. Measured on the
 LFW calibration split, ``D`` separates strangers from enrolled people better than ``s1``
-at every gallery size from 2 to 680 people, and, unlike ``s1``, the scores strangers
-reach hardly grow with the gallery once it holds a few dozen people.
+at every gallery size from 2 to 680 people, and the scores strangers reach grow more
+slowly with the gallery than ``s1`` does. ``w`` is chosen by ``facerec calibrate``.
 
 A face is named when ``D`` reaches the threshold for the number of people enrolled and
 the user's false-accept target: the score that about that share of strangers reaches.
@@ -26,7 +26,8 @@ It comes from a calibration file (`Calibration`, ``models/calibration.json``) ma
 ``facerec calibrate`` from strangers' scores against galleries of many sizes: for each
 size, the score exceeded by 5 % of strangers and the mean excess above it, from which
 an exponential tail gives the score exceeded by any smaller share. Between calibrated
-sizes it is interpolated in log(size); beyond the largest it is held.
+sizes it is interpolated in log(size); beyond the largest it goes on rising as it rose
+over the last tenfold of calibrated sizes (it never falls).
 
 An expert may also require a minimum raw similarity (``min_similarity``); it can only
 make the rule stricter.
@@ -54,6 +55,9 @@ CALIBRATION_FILE = "calibration.json"
 CALIBRATION_FORMAT = 1
 #: Share of strangers above which the tail model starts (the calibrated ``tail_start``).
 TAIL_FRACTION = 0.05
+#: Beyond the largest calibrated gallery the tail is extrapolated from the calibrated
+#: sizes within this factor of the largest (see `Calibration._tail`).
+EXTRAPOLATE_OVER = 10.0
 MIN_TARGET, MAX_TARGET = FALSE_ACCEPT_RANGE
 assert MAX_TARGET <= TAIL_FRACTION  # a target is always within the fitted tail
 
@@ -105,10 +109,24 @@ class Calibration:
         return cls(0.0, (1,), (float(similarity),), (1e-9,), {"fixed_threshold": float(similarity)})
 
     def _tail(self, n_people: int) -> tuple[float, float]:
-        """(tail_start, tail_scale) for a gallery of *n_people*: log-linear between sizes."""
-        x = math.log(min(max(n_people, self.people[0]), self.people[-1]))
+        """(tail_start, tail_scale) for a gallery of *n_people*.
+
+        Log-linear between calibrated sizes. Beyond the largest, each goes on growing as
+        it grew over the last tenfold of calibrated sizes (least squares in log size,
+        from the largest size's value), but never falls: strangers' best scores keep
+        rising with the gallery, slowly (`EXTRAPOLATE_OVER`).
+        """
         grid = np.log(np.asarray(self.people, dtype=np.float64))
-        return (float(np.interp(x, grid, self.tail_start)), float(np.interp(x, grid, self.tail_scale)))
+        x = math.log(max(n_people, self.people[0]))
+        if x <= grid[-1]:
+            return (float(np.interp(x, grid, self.tail_start)), float(np.interp(x, grid, self.tail_scale)))
+        last = grid >= grid[-1] - math.log(EXTRAPOLATE_OVER)
+        out = []
+        for values in (self.tail_start, self.tail_scale):
+            v = np.asarray(values, dtype=np.float64)
+            slope = float(np.polyfit(grid[last], v[last], 1)[0]) if last.sum() >= 2 else 0.0
+            out.append(float(v[-1] + max(slope, 0.0) * (x - grid[-1])))
+        return out[0], out[1]
 
     def threshold(self, n_people: int, target: float) -> float:
         """Decision score that about *target* of strangers reach against *n_people* people."""

@@ -58,10 +58,12 @@ WHOLE_FRAME_FINDS = 0.13
 #: them, 0.50-0.74), while real 40 px faces scored 0.78-0.94; tiles use this floor.
 TILE_MIN_CONFIDENCE = 0.75
 #: The whole-frame pass places the box and keypoints of a face shorter than this fraction
-#: of the frame's longer side too coarsely to embed: on the shared faces pasted into a
-#: 720p frame, the crop's cosine to the original photo's was 0.82 at 140 px and 0.95 at
-#: 180-240 px, against 0.98 from 320 px up, and 0.98 at every size when the detector was
-#: run again on a square around the face (`FaceDetector.refine`).
+#: of the frame's longer side too coarsely to embed: on 16 shared faces pasted into a
+#: 720p frame, the embedding's cosine to the original photo's was 0.81 at 140 px (worst
+#: 0.38) and 0.94-0.98 at 180-240 px (worst 0.71), and 0.98 at every size from 90 px
+#: (worst 0.94) when the detector was run again on a square around the face
+#: (`FaceDetector.refine`). (Measured with the current crop and centring; the former
+#: crop gave 0.82, 0.95 and 0.98.)
 REFINE_BELOW = 0.25
 #: `FaceDetector.refine` looks again in a square this many times the face's height
 #: (measured: 2.5x and 3.2x gave the same 0.976-0.978, 4.5x 0.967-0.969).

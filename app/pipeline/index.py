@@ -11,10 +11,16 @@ The HNSW graph is persisted beside the store together with the store *generation
 reflects and a checksum; a missing, stale or unreadable file is rebuilt from the store,
 which is the source of truth.
 
-Matching is per person, not per nearest face: a person's score is the mean of their
-best ``m`` similarities, where ``m`` grows with the number of photos they have. A
-person enrolled with ten photos therefore cannot be claimed by a stranger who happens to
-resemble one bad photo, while a person with one photo is matched on that photo alone.
+Matching is per person, not per nearest face: a person's score is the mean of two
+measures (`person_score`): the mean of their best ``m`` similarities, where ``m`` grows
+with the number of photos they have, and the similarity to their mean face (the
+normalised mean of their embeddings). A person enrolled with ten photos therefore cannot
+be claimed by a stranger who happens to resemble one bad photo, while a person with one
+photo is matched on that photo alone. The mean face adds what several photos agree on:
+on the LFW calibration split (people enrolled with 2 photos each), the share named right
+at the score that names 1 stranger in 200 rises from 85.6 to 87.2 % with 680 people
+enrolled, and from 92.5 to 93.2 % on average over galleries of 2 to 680 people (weights
+0.6, 0.75 and 0.9 for the mean face: 93.1, 93.2 and 93.1 %; README.md, "Accuracy on LFW").
 """
 
 from __future__ import annotations
@@ -62,12 +68,40 @@ def ef_search(n_faces: int) -> int:
 REBUILD_ON_DELETE_LIMIT = 10_000
 
 
+#: Weight of the similarity to a person's mean face in their score (the rest goes to the
+#: mean of their best `faces_per_decision` similarities); chosen on the LFW calibration split.
+MEAN_FACE_WEIGHT = 0.5
+
+
 def faces_per_decision(n_faces: int) -> int:
     """How many of a person's best similarities are averaged into their score.
 
     One per four photos, at most five: 1-4 photos -> 1, 5-8 -> 2, 9-12 -> 3, ...
     """
     return max(1, min(5, (n_faces + 3) // 4))
+
+
+def person_score(sims: np.ndarray, sum_norm: float) -> float:
+    """A person's score from a face's similarities to each of their stored faces.
+
+    Parameters
+    ----------
+    sims : ndarray
+        Cosine similarities of the query to each of the person's (unit) embeddings.
+    sum_norm : float
+        Length of the sum of those embeddings: ``sims.sum() / sum_norm`` is then the
+        similarity to their mean face, without computing it.
+
+    Returns
+    -------
+    float
+        ``MEAN_FACE_WEIGHT`` x the similarity to the mean face + the rest x the mean of
+        the best `faces_per_decision` similarities; for one face, its similarity.
+    """
+    m = faces_per_decision(sims.size)
+    best = np.partition(sims, sims.size - m)[sims.size - m:] if m < sims.size else sims
+    mean_face = float(sims.sum()) / max(sum_norm, 1e-6)
+    return MEAN_FACE_WEIGHT * mean_face + (1 - MEAN_FACE_WEIGHT) * float(best.mean())
 
 
 @dataclass(frozen=True)
@@ -96,10 +130,14 @@ class FaceIndex:
         Which search path to use.
     threads : int
         Threads hnswlib may use to build the graph.
+    graph : bool
+        Build (or load) the HNSW graph. Without it every query is exact: the stand-in
+        for a gallery searched in the database while the database is away.
     """
 
     def __init__(
-        self, gallery: Gallery, path: Path | None = None, search: str = "auto", threads: int = 1
+        self, gallery: Gallery, path: Path | None = None, search: str = "auto", threads: int = 1,
+        *, graph: bool = True,
     ) -> None:
         self.path = Path(path) if path is not None else None
         self.search_mode = search
@@ -114,7 +152,10 @@ class FaceIndex:
         self._hnsw_dirty = False  # the vectors changed: the graph file must be rewritten
         self._meta_dirty = False  # only the generation changed (a rename)
         self._digest: str | None = None  # SHA-256 of the graph file on disk
-        if self.path is None or not self._load():
+        self._graph = graph
+        if not graph:
+            self.path = None
+        elif self.path is None or not self._load():
             self._build()
             self.save()
 
@@ -124,6 +165,9 @@ class FaceIndex:
         order = np.argsort(self._pids, kind="stable")
         uniq, starts = np.unique(self._pids[order], return_index=True)
         self._rows_of = {int(p): rows for p, rows in zip(uniq, np.split(order, starts[1:]))}
+        # Per person, the length of the sum of their embeddings (see `person_score`).
+        sums = np.add.reduceat(self._vecs[order], starts, axis=0) if order.size else self._vecs[:0]
+        self._sum_norm = dict(zip(uniq.tolist(), np.linalg.norm(sums, axis=1).tolist()))
 
     def __len__(self) -> int:
         return int(self._ids.size)
@@ -251,7 +295,7 @@ class FaceIndex:
         self._recount()
         self.generation = delta.generation
         new = vecs[~known]
-        if gone.any():
+        if gone.any() and self._graph:
             self._hnsw_dirty = True
             if len(self) <= REBUILD_ON_DELETE_LIMIT or self._hnsw is None:
                 self._build()
@@ -307,8 +351,39 @@ class FaceIndex:
         order = np.argsort(-top, axis=1)
         return np.take_along_axis(rows, order, 1), np.take_along_axis(top, order, 1)
 
+    def faces_of(self, person_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """A person's face ids and their (unit) embeddings; empty if they have none."""
+        rows = self._rows_of.get(int(person_id))
+        if rows is None:
+            return np.empty(0, np.int64), np.empty((0, EMBEDDING_DIM), np.float32)
+        return self._ids[rows], self._vecs[rows]
+
+    def person_scores(self, query: np.ndarray, exclude_faces: np.ndarray | None = None
+                      ) -> list[tuple[float, int]]:
+        """(score, person id) of the candidate people for one query, best first.
+
+        The same per-person rule as `match` (`person_score`), over the people among the
+        nearest faces, computed without the faces in *exclude_faces* (e.g. the face being
+        checked, when it is stored).
+        """
+        q = np.ascontiguousarray(query, dtype=np.float32).reshape(EMBEDDING_DIM)
+        (rows,), _ = self.candidates(q[None], CANDIDATES + (0 if exclude_faces is None
+                                                          else len(exclude_faces)))
+        skip = np.zeros(len(self), bool) if exclude_faces is None else np.isin(self._ids, exclude_faces)
+        scores = []
+        for pid in dict.fromkeys(self._pids[rows[~skip[rows]]].tolist()):
+            own = self._rows_of[pid]
+            if skip[own].any():
+                own = own[~skip[own]]
+                norm = float(np.linalg.norm(self._vecs[own].sum(axis=0)))
+            else:
+                norm = self._sum_norm[pid]
+            scores.append((person_score(self._vecs[own] @ q, norm), int(pid)))
+        scores.sort(reverse=True)
+        return scores
+
     def match(self, queries: np.ndarray) -> list[Match]:
-        """The best *person* for each query embedding, by the per-person rule above.
+        """The best *person* for each query embedding, by the per-person rule (`person_score`).
 
         The nearest faces name the candidate people (the first `PEOPLE_PER_QUERY` in rank
         order); each candidate's score is then computed exactly over all of their faces,
@@ -325,10 +400,7 @@ class FaceIndex:
             scores: list[tuple[float, int]] = []
             for pid in people:
                 own = self._rows_of[pid]
-                m = faces_per_decision(own.size)
-                sims = self._vecs[own] @ q
-                best = np.partition(sims, sims.size - m)[sims.size - m:] if m < sims.size else sims
-                scores.append((float(best.mean()), pid))
+                scores.append((person_score(self._vecs[own] @ q, self._sum_norm[pid]), pid))
             scores.sort(reverse=True)
             score, pid = scores[0]
             runner = scores[1][0] if len(scores) > 1 else -1.0

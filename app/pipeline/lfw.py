@@ -9,7 +9,11 @@ one. The split draws, with a seed, two disjoint sets of people:
   too, so the gallery can grow to 1000 people; `SplitPlan.strangers` one-photo people, never
   enrolled, as strangers.
 * **calibration** (for ``facerec calibrate``: never tune on what you report): everyone
-  left over, in the same three roles.
+  left over, in the same three roles, plus **mean**: every photo of the calibration
+  people that is in none of View 2's pairs (``lfw_dir_names/pairs.txt``), for
+  ``facerec embedding-mean``. The mean embedding is thus made from people who are never
+  enrolled or probed in the report split and from photos that are never in a View 2
+  pair, so neither benchmark sees its own data in it.
 
 Each role is a folder with one subfolder per person (as ``facerec import`` and
 ``facerec eval-openset`` read), holding links to the LFW files (copies where links
@@ -29,12 +33,15 @@ from typing import Any
 import numpy as np
 
 from app.pipeline.errors import FacerecError
+from app.pipeline.evaluate import read_pairs
 from app.pipeline.imageio import IMAGE_SUFFIXES, display_name
 
 log = logging.getLogger(__name__)
 
 #: The LFW site's folder of deep-funneled images (umass-vis-lfw/umass-vis-lfw.github.io).
 IMAGES_SUBDIR = "images_deepfunneled"
+#: View 2's pairs in the same repository.
+PAIRS_FILE = Path("lfw_dir_names") / "pairs.txt"
 ROLES = ("gallery", "known", "strangers")
 
 
@@ -108,6 +115,22 @@ def plan_split(people: dict[str, list[str]], seed: int, plan: SplitPlan) -> dict
                                 strangers[plan.strangers:])}
 
 
+def view2_photos(lfw_dir: Path) -> set[str] | None:
+    """Every photo in View 2's pairs, as "Person/Person_0001.jpg"; None if pairs.txt is absent."""
+    path = Path(lfw_dir) / PAIRS_FILE
+    if not path.is_file():
+        return None
+    return {f for pair in read_pairs(path) for f in (pair.file_x, pair.file_y)}
+
+
+def mean_photos(people: dict[str, list[str]], calibration: dict[str, Any],
+                exclude: set[str]) -> dict[str, list[str]]:
+    """Every photo of the calibration split's people that is not in *exclude*."""
+    who = sorted({n for role in ROLES for n in calibration[role]})
+    chosen = {n: [f for f in people[n] if f"{n}/{f}" not in exclude] for n in who}
+    return {n: files for n, files in chosen.items() if files}
+
+
 def make_split(lfw_dir: Path, out_dir: Path, seed: int = 0, plan: SplitPlan | None = None
                ) -> dict[str, Any]:
     """Write both splits under *out_dir* (which must be empty or absent); return the manifest.
@@ -129,6 +152,8 @@ def make_split(lfw_dir: Path, out_dir: Path, seed: int = 0, plan: SplitPlan | No
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise FacerecError(f"{display_name(out_dir)}: exists and is not empty")
     chosen = plan_split(people, seed, plan)
+    view2 = view2_photos(lfw_dir)
+    chosen["calibration"]["mean"] = mean_photos(people, chosen["calibration"], view2 or set())
     copied = 0
     for split, roles in chosen.items():
         for role, who in roles.items():
@@ -139,6 +164,7 @@ def make_split(lfw_dir: Path, out_dir: Path, seed: int = 0, plan: SplitPlan | No
                     copied += _link(src.resolve() / person / f, folder / f)
     manifest = {"seed": seed, "plan": asdict(plan), "source": str(src.resolve()),
                 "copied_instead_of_linked": copied,
+                "mean_excludes_view2": view2 is not None,
                 "counts": {split: {role: {"people": len(who), "photos": sum(map(len, who.values()))}
                                    for role, who in roles.items()} for split, roles in chosen.items()},
                 **chosen}

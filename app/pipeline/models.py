@@ -35,7 +35,14 @@ DETECTOR = ModelSpec(
 EMBEDDER = ModelSpec(
     "facenet512.tflite",
     "02379a77a828a6f42772c552339f4568e3e40ea3f00fd903a83eac73424620d0",
-    "FaceNet-512 (Inception-ResNet-v1, VGGFace2) face embedder",
+    "FaceNet-512 (Inception-ResNet-v1, CASIA-WebFace) face embedder",
+)
+#: The mean FaceNet embedding of many people's faces, subtracted from every embedding
+#: (`app.pipeline.embedder`). Made by ``facerec embedding-mean`` (models/README.md).
+EMBEDDING_MEAN = ModelSpec(
+    "facenet512_mean.npy",
+    "e9df3b9a5fdcebeab4efd93b569c415b0f1b8494d6c5a2b500bbdc27d8a0f155",
+    "mean FaceNet-512 embedding of LFW faces",
 )
 
 _verified: dict[tuple[str, int, int], str] = {}
@@ -75,6 +82,8 @@ def verified_model(spec: ModelSpec, directory: Path | None = None) -> Path:
     path = (directory or models_dir()) / spec.filename
     fix = ("reinstall facerec, or rebuild the models with "
            "'python packaging/build_models.py' (see models/README.md)")
+    if spec is EMBEDDING_MEAN:
+        fix = "reinstall facerec, or make it with 'facerec embedding-mean' (see models/README.md)"
     try:
         st = path.stat()
     except FileNotFoundError:

@@ -29,13 +29,16 @@ from typing import Any
 
 import numpy as np
 
+from app.pipeline.align import EMBEDDING_VERSION
 from app.pipeline.decision import TAIL_FRACTION, Calibration
+from app.pipeline.detector import FaceDetector
+from app.pipeline.embedder import FaceEmbedder, person_balanced_mean
 from app.pipeline.errors import FacerecError, ImageError, NoFaceError
 from app.pipeline.evaluate import tar_at_far
 from app.pipeline.imageio import display_name, load_image, person_folders
 from app.pipeline.index import FaceIndex, Match
 from app.pipeline.models import EMBEDDER
-from app.pipeline.recognizer import Recognizer
+from app.pipeline.recognizer import Recognizer, subject_face_embedding
 from app.pipeline.store import FaceStore, NewFace
 
 log = logging.getLogger(__name__)
@@ -348,7 +351,8 @@ def calibrate(scores: Sequence[Scores], target: float, source: dict[str, Any]) -
 def calibration_source(probes: Probes, target: float, seed: int, command: str) -> dict[str, Any]:
     """Provenance recorded in a calibration file."""
     return {"command": command, "seed": seed, "target": target, "embedder": EMBEDDER.filename,
-            "embedder_sha256": EMBEDDER.sha256, "gallery_people": len(probes.gallery),
+            "embedder_sha256": EMBEDDER.sha256, "embedding_version": EMBEDDING_VERSION,
+            "gallery_people": len(probes.gallery),
             "gallery_faces": sum(len(v) for v in probes.gallery.values()),
             "known_probes": len(probes.known), "strangers": len(probes.strangers)}
 
@@ -356,3 +360,50 @@ def calibration_source(probes: Probes, target: float, seed: int, command: str) -
 def calibration_sizes(n_people: int) -> list[int]:
     """`CALIBRATION_SIZES` up to the gallery, plus the whole gallery."""
     return sorted({s for s in CALIBRATION_SIZES if s < n_people} | {n_people})
+
+
+@dataclass
+class MeanResult:
+    """What `mean_embedding` computed, and from what."""
+
+    mean: np.ndarray
+    people: int
+    photos: int
+    skipped: list[str]
+
+
+def mean_embedding(folder: Path, detector: FaceDetector, embedder: FaceEmbedder,
+                   progress: Progress | None = None) -> MeanResult:
+    """The person-balanced mean of the network's embeddings of a folder of people.
+
+    *folder* holds one subfolder of photos per person; each photo contributes its
+    subject's face (the one nearest the centre), each person their mean
+    (`embedder.person_balanced_mean`). *embedder* must be built with ``centred=False``.
+
+    Raises
+    ------
+    FacerecError
+        If the folder holds no usable photo.
+    """
+    if embedder.mean is not None:
+        raise ValueError("the mean is made from the network's own embeddings (centred=False)")
+    found = person_folders(Path(folder))
+    vectors: dict[str, list[np.ndarray]] = {}
+    skipped = list(found.skipped)
+    for k, (name, path) in enumerate(found.photos):
+        try:
+            vec = subject_face_embedding(detector, embedder, load_image(path))
+        except ImageError as exc:
+            skipped.append(str(exc))
+        else:
+            if vec is None:
+                skipped.append(f"{display_name(path)}: no face found")
+            else:
+                vectors.setdefault(name, []).append(vec)
+        if progress:
+            progress(k + 1, len(found.photos))
+    if not vectors:
+        raise FacerecError(f"{display_name(folder)}: no face found in any photo (expected one "
+                           "subfolder of photos per person)")
+    return MeanResult(person_balanced_mean(vectors), len(vectors),
+                      sum(len(v) for v in vectors.values()), skipped)

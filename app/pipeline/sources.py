@@ -14,6 +14,8 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,7 +114,7 @@ class VideoSource:
             if not cap.isOpened():
                 raise SourceError(f"{name}: not a video OpenCV can decode")
         elif spec.kind == "camera":
-            with quiet_native_stderr():  # OpenCV logs every backend it tries
+            with quiet_camera_probe():  # OpenCV logs every backend it tries; we say what failed
                 cap = cv2.VideoCapture(int(spec.target))
             if not cap.isOpened():
                 raise SourceError(f"camera {spec.target} not found or busy")
@@ -179,9 +181,23 @@ class VideoSource:
 
     def rewind(self) -> bool:
         """Go back to the first frame of a file; False for live sources."""
+        return self.seek(0)
+
+    def seek(self, frame: int) -> bool:
+        """Make frame number *frame* of a file the next one `read` returns.
+
+        False for live sources, or if the file cannot seek (nothing changes then).
+        """
         if self.is_live or self._cap is None:
             return False
-        return bool(self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0))
+        frame = max(0, int(frame))
+        if self.frame_count is not None:
+            frame = min(frame, self.frame_count - 1)
+        if not self._cap.set(cv2.CAP_PROP_POS_FRAMES, frame):
+            return False
+        self._pending = None
+        self.frames_read = frame
+        return True
 
     def close(self) -> None:
         """Release the device or file (idempotent)."""
@@ -355,15 +371,41 @@ class ReadAhead(_ReaderThread):
         return item
 
 
-def list_cameras(max_index: int = 6) -> list[int]:
-    """Indices of the cameras that open and deliver a frame."""
-    found = []
-    for i in range(max_index):
+@contextmanager
+def quiet_camera_probe() -> Iterator[None]:
+    """Silence OpenCV's own log while cameras are tried by index.
+
+    Opening an index with no camera behind it is how cameras are found, yet OpenCV
+    logs every backend's failure as an error ("Camera index out of range", "can't open
+    camera by index") straight to the terminal. The caller reports the outcome itself.
+    """
+    logging_api = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging_api is None:  # pragma: no cover - every supported OpenCV has it
         with quiet_native_stderr():
-            cap = cv2.VideoCapture(i)
+            yield
+        return
+    with _cv_log_lock:
+        previous = logging_api.getLogLevel()
+        logging_api.setLogLevel(logging_api.LOG_LEVEL_SILENT)
         try:
-            if cap.isOpened() and cap.read()[0]:
-                found.append(i)
+            with quiet_native_stderr():
+                yield
         finally:
-            cap.release()
+            logging_api.setLogLevel(previous)
+
+
+_cv_log_lock = threading.Lock()
+
+
+def list_cameras(max_index: int = 6) -> list[int]:
+    """Indices of the cameras that open and deliver a frame (silently: see `quiet_camera_probe`)."""
+    found = []
+    with quiet_camera_probe():
+        for i in range(max_index):
+            cap = cv2.VideoCapture(i)
+            try:
+                if cap.isOpened() and cap.read()[0]:
+                    found.append(i)
+            finally:
+                cap.release()
     return found

@@ -1,29 +1,37 @@
-"""The face store: one SQLite file, the source of truth for people and their faces.
+"""The face store: the source of truth for people and their faces, in one of two engines.
 
-The HNSW index is derived from it and can always be rebuilt. Every change to the gallery
-bumps a *generation* counter in the same transaction, so the index can tell it is stale,
-and stamps the rows it touched with that generation (removals leave a tombstone), so a
-cache can catch up with only what changed since its own generation (`changes_since`).
+`SqliteStore` (one SQLite file in the data directory) is the embedded default; a
+``postgresql://`` URL opens `app.pipeline.pgstore.PostgresStore` (directly) or
+`app.pipeline.shared.SharedStore` (a workstation's view of a shared gallery, with a local
+mirror). All share the `Store` API and its semantics, written once here.
+
+The HNSW index is derived from the store and can always be rebuilt. Every change to the
+gallery bumps a *generation* counter in the same transaction, so the index can tell it
+is stale, and stamps the rows it touched with that generation (removals leave a
+tombstone), so a cache can catch up with only what changed since its own generation
+(`changes_since`).
 
 The store also keeps the recognition log (`sightings`): one row per appearance of a
 person, or per track of a stranger. Log writes do not bump the generation (they do not
 change who can be recognised); removing a person removes their log rows.
 
-Privacy: ``secure_delete`` makes SQLite overwrite deleted rows with zeros, and the WAL
-is checkpointed after deletes so removed embeddings and thumbnails do not linger.
+Privacy (SQLite): ``secure_delete`` makes SQLite overwrite deleted rows with zeros, and
+the WAL is checkpointed after deletes so removed embeddings and thumbnails do not linger.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sqlite3
 import time
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -228,8 +236,564 @@ def normalize_name(name: str) -> str:
     return clean
 
 
-class FaceStore:
-    """People and their face embeddings in one SQLite file.
+@dataclass(frozen=True)
+class GalleryDump:
+    """Every row of a gallery, for copying it into another store (migrate, backup, restore).
+
+    ``people`` rows are (id, name, created); ``faces`` rows are (id, person_id, embedding,
+    thumbnail, source, created, embedder) with the embedding a unit float32 vector;
+    ``sightings`` are log rows with their writer-made ids.
+    """
+
+    people: list[tuple[int, str, float]]
+    faces: list[tuple[int, int, np.ndarray, bytes | None, str, float, str]]
+    sightings: list[Sighting]
+    generation: int
+
+
+@dataclass(frozen=True)
+class MergeReport:
+    """What `Store.merge` did: people created, faces added or found already there, log rows."""
+
+    people_created: int
+    faces_added: int
+    faces_present: int
+    sightings: int
+    people_total: int
+    faces_total: int
+
+
+@dataclass(frozen=True)
+class RowDelta:
+    """Raw rows changed after a generation, with their change stamps (for a local mirror).
+
+    ``full`` means the rows are the whole gallery (the history did not reach back):
+    whatever the mirror holds beyond them is gone.
+    """
+
+    people: list[tuple[int, str, float]]
+    faces: list[tuple[int, int, np.ndarray, str, float, str]]
+    removed: list[tuple[str, int]]
+    generation: int
+    store_id: str
+    full: bool
+
+
+def embedding_digest(vec: np.ndarray) -> bytes:
+    """A face's identity for idempotent copies: SHA-256 of its unit float32 vector."""
+    return hashlib.sha256(np.asarray(vec, dtype="<f4").tobytes()).digest()
+
+
+class Store:
+    """What every face store offers, whichever engine holds it.
+
+    The SQL here is written once, with ``?`` parameters, for both engines (SQLite and
+    PostgreSQL); a backend supplies its transactions (`_write`, `_snapshot`, `_read`),
+    how an embedding is passed and read back (`_vec`, `_unvec`), the upsert of log
+    rows, and what it does after rows were deleted (`_scrub`). Semantics, proved by the
+    conformance tests against both: every committed change to the gallery bumps the
+    generation and stamps the rows it touched with it; removals leave tombstones; names
+    are unique case-insensitively; person and face ids are never reused.
+    """
+
+    #: Where the store is, for messages (a path, or a URL with the password masked).
+    label: str = ""
+    #: Whether this connection may change people (False for a recognising workstation).
+    can_enroll: bool = True
+
+    @property
+    def offline_since(self) -> float | None:
+        """When a shared store lost its database (epoch seconds); None while reachable."""
+        return None
+
+    # -- backend hooks ------------------------------------------------------------
+    def _write(self, *, bump: bool = True) -> AbstractContextManager[tuple[Any, int]]:
+        raise NotImplementedError
+
+    def _snapshot(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _read(self, sql: str, args: Sequence[object] = ()) -> list[tuple]:  # type: ignore[type-arg]
+        raise NotImplementedError
+
+    def _vec(self, unit: np.ndarray) -> object:
+        """An embedding (unit float32) as a query parameter."""
+        raise NotImplementedError
+
+    def _unvec(self, value: Any, face_id: int) -> np.ndarray:
+        """An embedding as read from a row."""
+        raise NotImplementedError
+
+    def _upsert_sightings(self, con: Any, rows: Sequence[Sighting]) -> int:
+        raise NotImplementedError
+
+    def _scrub(self) -> None:
+        """After deleting rows: push the deleted bytes out where the engine allows."""
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- queries ----------------------------------------------------------------
+    @property
+    def generation(self) -> int:
+        """Counter bumped by every committed change to the gallery."""
+        return int(self._read("SELECT value FROM meta WHERE key = 'generation'")[0][0])
+
+    _PERSON_SQL = ("SELECT p.id, p.name, count(f.id), p.created FROM people p "
+                   "LEFT JOIN faces f ON f.person_id = p.id ")
+
+    def people(self) -> list[Person]:
+        """Every person, by name, with their number of faces."""
+        rows = self._read(self._PERSON_SQL + "GROUP BY p.id ORDER BY p.key")
+        return [Person(int(i), n, int(c), float(t)) for i, n, c, t in rows]
+
+    def person(self, name: str) -> Person | None:
+        """The person called *name* (case-insensitive), or None."""
+        rows = self._read(self._PERSON_SQL + "WHERE p.key = ? GROUP BY p.id",
+                          (name_key(normalize_name(name)),))
+        return Person(int(rows[0][0]), rows[0][1], int(rows[0][2]), float(rows[0][3])) if rows else None
+
+    def person_by_id(self, person_id: int) -> Person | None:
+        """The person with this id, or None (e.g. removed meanwhile)."""
+        rows = self._read(self._PERSON_SQL + "WHERE p.id = ? GROUP BY p.id", (int(person_id),))
+        return Person(int(rows[0][0]), rows[0][1], int(rows[0][2]), float(rows[0][3])) if rows else None
+
+    def face_count(self) -> int:
+        """Total number of stored faces."""
+        return int(self._read("SELECT count(*) FROM faces")[0][0])
+
+    def thumbnail(self, person_id: int) -> bytes | None:
+        """The JPEG thumbnail of the person's first face, if any."""
+        rows = self._read(
+            "SELECT thumbnail FROM faces WHERE person_id = ? AND thumbnail IS NOT NULL "
+            "ORDER BY id LIMIT 1",
+            (int(person_id),),
+        )
+        return bytes(rows[0][0]) if rows else None
+
+    _FACE_SQL = "SELECT id, person_id, thumbnail, source, created, embedder FROM faces "
+
+    @staticmethod
+    def _face_info(row: tuple) -> FaceInfo:  # type: ignore[type-arg]
+        i, p, t, s, c, e = row
+        return FaceInfo(int(i), int(p), bytes(t) if t is not None else None, s, float(c), e)
+
+    def faces_of(self, person_id: int) -> list[FaceInfo]:
+        """Each of a person's faces, oldest first."""
+        rows = self._read(self._FACE_SQL + "WHERE person_id = ? ORDER BY id", (int(person_id),))
+        return [self._face_info(r) for r in rows]
+
+    def face(self, face_id: int) -> FaceInfo | None:
+        """One face by id, or None."""
+        rows = self._read(self._FACE_SQL + "WHERE id = ?", (int(face_id),))
+        return self._face_info(rows[0]) if rows else None
+
+    def embedder_counts(self) -> dict[str, int]:
+        """How many faces each embedding pipeline made ('' for faces from before v2)."""
+        return {e: int(n) for e, n in self._read("SELECT embedder, count(*) FROM faces GROUP BY embedder")}
+
+    def faces_not_made_by(self, embedder: str, changed_after: int = -1) -> list[tuple[int, int]]:
+        """(face id, person id) of the faces another embedding pipeline made.
+
+        Only faces added or moved after generation *changed_after* (all by default).
+        """
+        return [(int(f), int(p)) for f, p in self._read(
+            "SELECT id, person_id FROM faces WHERE embedder <> ? AND changed > ? ORDER BY id",
+            (embedder, changed_after))]
+
+    def gallery(self) -> Gallery:
+        """Every embedding with its face and person ids, read in one consistent snapshot."""
+        with self._snapshot() as con:
+            gen = int(con.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+            names = {int(i): n for i, n in con.execute("SELECT id, name FROM people").fetchall()}
+            rows = con.execute("SELECT id, person_id, embedding FROM faces ORDER BY id").fetchall()
+        return self._gallery(rows, names, gen)
+
+    def changes_since(self, generation: int) -> GalleryDelta | None:
+        """What changed after *generation*, or None if that history is not kept.
+
+        None means the caller must reload the whole `gallery`: its generation is older
+        than the store's history (an upgraded or restored store) or newer than the store
+        (another store was put in its place).
+        """
+        with self._snapshot() as con:
+            meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+            gen, since = int(meta["generation"]), int(meta.get("history_from", 0))
+            if generation < since or generation > gen:
+                return None
+            names = {int(i): n for i, n in con.execute(
+                "SELECT id, name FROM people WHERE changed > ?", (generation,)).fetchall()}
+            rows = con.execute("SELECT id, person_id, embedding FROM faces WHERE changed > ? "
+                               "ORDER BY id", (generation,)).fetchall()
+            # A moved face's person may not have changed: name every person involved.
+            names.update({int(i): n for i, n in con.execute(
+                "SELECT p.id, p.name FROM people p WHERE p.id IN "
+                "(SELECT person_id FROM faces WHERE changed > ?)", (generation,)).fetchall()})
+            gone = con.execute("SELECT kind, id FROM removed WHERE generation > ?",
+                               (generation,)).fetchall()
+        removed_faces = np.array([i for k, i in gone if k == "face"], dtype=np.int64)
+        removed_people = [int(i) for k, i in gone if k == "person"]
+        return GalleryDelta(self._gallery(rows, names, gen), removed_faces, removed_people, gen)
+
+    def rows_since(self, generation: int, store_id: str = "") -> RowDelta:
+        """The raw rows a mirror needs to catch up from *generation* (all rows if it cannot).
+
+        A mirror of another store (*store_id* differs), or one whose generation is
+        outside this store's history, gets every row (``full``).
+        """
+        with self._snapshot() as con:
+            meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+            gen, since = int(meta["generation"]), int(meta.get("history_from", 0))
+            sid = meta.get("store_id", "")
+            full = sid != store_id or generation < since or generation > gen
+            after = -1 if full else generation
+            people = [(int(i), n, float(c)) for i, n, c in con.execute(
+                "SELECT id, name, created FROM people WHERE changed > ? OR id IN "
+                "(SELECT person_id FROM faces WHERE changed > ?)", (after, after)).fetchall()]
+            faces = self._face_rows(con, after)
+            removed = [] if full else [(k, int(i)) for k, i in con.execute(
+                "SELECT kind, id FROM removed WHERE generation > ?", (after,)).fetchall()]
+        return RowDelta(people, faces, removed, gen, sid, full)
+
+    def _face_rows(self, con: Any, after: int) -> list[tuple[int, int, np.ndarray, str, float, str]]:
+        return [(int(i), int(p), self._unvec(e, int(i)), s, float(c), b) for i, p, e, s, c, b in
+                con.execute("SELECT id, person_id, embedding, source, created, embedder FROM faces "
+                            "WHERE changed > ? ORDER BY id", (after,)).fetchall()]
+
+    def _gallery(self, rows: list[tuple], names: dict[int, str], gen: int) -> Gallery:  # type: ignore[type-arg]
+        n = len(rows)
+        face_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
+        person_ids = np.fromiter((r[1] for r in rows), dtype=np.int64, count=n)
+        emb = np.empty((n, EMBEDDING_DIM), dtype=np.float32)
+        for k, r in enumerate(rows):
+            emb[k] = self._unvec(r[2], int(r[0]))
+        return Gallery(face_ids, person_ids, emb, names, gen)
+
+    def _malformed(self, face_id: int) -> StoreError:
+        return StoreError(f"the face store {self.label} holds a malformed embedding (face {face_id})")
+
+    # -- changes ----------------------------------------------------------------
+    def _check_enroll(self) -> None:
+        """Refuse a change to people on a connection that may only recognise."""
+
+    def add_faces(
+        self, name: str, faces: Iterable[NewFace], *, create: bool = True, must_be_new: bool = False
+    ) -> tuple[int, list[int]]:
+        """Add faces to a person in one transaction, creating the person if needed.
+
+        Parameters
+        ----------
+        name : str
+            The person's name (validated, case-insensitive match).
+        faces : iterable of NewFace
+            At least one face.
+        create : bool
+            Create the person if missing; if False a missing person is an error.
+        must_be_new : bool
+            Refuse if the person already exists (no silent merge).
+
+        Returns
+        -------
+        person_id, face_ids
+        """
+        clean = normalize_name(name)
+        items = list(faces)
+        if not items:
+            raise PersonError("no faces to add")
+        vecs = [self._vec(unit_embedding(f.embedding)) for f in items]
+        self._check_enroll()
+        with self._write() as (con, gen):
+            row = con.execute("SELECT id FROM people WHERE key = ?", (name_key(clean),)).fetchone()
+            if row is not None and must_be_new:
+                raise PersonError(f"{clean!r} is already enrolled; add photos to them instead")
+            if row is None and not create:
+                raise PersonError(f"no person named {clean!r}")
+            pid = int(row[0]) if row is not None else self._new_person(con, clean, gen)
+            ids = self._insert_faces(con, pid, zip(items, vecs), gen)
+        return pid, ids
+
+    def add_many(self, batches: Sequence[tuple[str, Sequence[NewFace]]]) -> dict[str, list[int]]:
+        """Add faces for several people in a single transaction (a folder import)."""
+        out: dict[str, list[int]] = {}
+        prepared = [(normalize_name(n), [(f, self._vec(unit_embedding(f.embedding))) for f in fs])
+                    for n, fs in batches if fs]
+        self._check_enroll()
+        with self._write() as (con, gen):
+            for clean, faces in prepared:
+                row = con.execute("SELECT id FROM people WHERE key = ?",
+                                  (name_key(clean),)).fetchone()
+                pid = int(row[0]) if row else self._new_person(con, clean, gen)
+                out.setdefault(clean, []).extend(self._insert_faces(con, pid, faces, gen))
+        return out
+
+    @staticmethod
+    def _new_person(con: Any, clean: str, gen: int, created: float | None = None) -> int:
+        return int(con.execute(
+            "INSERT INTO people(name, key, created, changed) VALUES (?, ?, ?, ?) RETURNING id",
+            (clean, name_key(clean), time.time() if created is None else created, gen)).fetchone()[0])
+
+    @staticmethod
+    def _insert_faces(con: Any, pid: int, faces: Iterable[tuple[NewFace, object]], gen: int,
+                      created: float | None = None) -> list[int]:
+        now = time.time() if created is None else created
+        return [int(con.execute(
+            "INSERT INTO faces(person_id, embedding, thumbnail, source, created, changed, embedder) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (pid, vec, f.thumbnail, f.source, now, gen, f.embedder)).fetchone()[0])
+            for f, vec in faces]
+
+    def rename(self, old: str, new: str) -> Person:
+        """Rename a person; the new name must not belong to someone else."""
+        old_c, new_c = normalize_name(old), normalize_name(new)
+        self._check_enroll()
+        with self._write() as (con, gen):
+            row = con.execute("SELECT id FROM people WHERE key = ?", (name_key(old_c),)).fetchone()
+            if row is None:
+                raise PersonError(f"no person named {old_c!r}")
+            clash = con.execute("SELECT id FROM people WHERE key = ?", (name_key(new_c),)).fetchone()
+            if clash is not None and clash[0] != row[0]:
+                raise PersonError(f"{new_c!r} is already enrolled")
+            con.execute("UPDATE people SET name = ?, key = ?, changed = ? WHERE id = ?",
+                        (new_c, name_key(new_c), gen, row[0]))
+        person = self.person(new_c)
+        assert person is not None
+        return person
+
+    def remove(self, name: str) -> list[int]:
+        """Delete a person, all their faces and their log rows; return the removed face ids."""
+        clean = normalize_name(name)
+        self._check_enroll()
+        with self._write() as (con, gen):
+            row = con.execute("SELECT id FROM people WHERE key = ?", (name_key(clean),)).fetchone()
+            if row is None:
+                raise PersonError(f"no person named {clean!r}")
+            pid = int(row[0])
+            ids = [int(r[0]) for r in con.execute(
+                "SELECT id FROM faces WHERE person_id = ? ORDER BY id", (pid,)).fetchall()]
+            self._delete_faces(con, ids, gen)
+            con.execute("DELETE FROM people WHERE id = ?", (pid,))  # log rows go by cascade
+            self._tombstone(con, "person", [pid], gen)
+        self._scrub()
+        return ids
+
+    def remove_faces(self, face_ids: Sequence[int]) -> None:
+        """Delete single faces (a person left with none stays, with zero faces).
+
+        Raises
+        ------
+        PersonError
+            If any of the faces does not exist (nothing is removed then).
+        """
+        ids = sorted({int(i) for i in face_ids})
+        self._check_enroll()
+        with self._write() as (con, gen):
+            self._require_faces(con, ids)
+            self._delete_faces(con, ids, gen)
+        self._scrub()
+
+    def move_faces(self, face_ids: Sequence[int], to_name: str, *, create: bool = True) -> Person:
+        """Give faces to another person (created if missing and *create*); one transaction.
+
+        Raises
+        ------
+        PersonError
+            If a face does not exist, or the person does not and *create* is False.
+        """
+        clean = normalize_name(to_name)
+        ids = sorted({int(i) for i in face_ids})
+        self._check_enroll()
+        with self._write() as (con, gen):
+            self._require_faces(con, ids)
+            row = con.execute("SELECT id FROM people WHERE key = ?", (name_key(clean),)).fetchone()
+            if row is None and not create:
+                raise PersonError(f"no person named {clean!r}")
+            pid = int(row[0]) if row is not None else self._new_person(con, clean, gen)
+            con.executemany("UPDATE faces SET person_id = ?, changed = ? WHERE id = ?",
+                            [(pid, gen, i) for i in ids])
+        person = self.person_by_id(pid)
+        assert person is not None
+        return person
+
+    @staticmethod
+    def _require_faces(con: Any, ids: Sequence[int]) -> None:
+        if not ids:
+            raise PersonError("no faces given")
+        found = {int(r[0]) for r in con.execute(
+            f"SELECT id FROM faces WHERE id IN ({','.join('?' * len(ids))})", ids).fetchall()}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise PersonError(f"no face with id {', '.join(map(str, missing))}")
+
+    @classmethod
+    def _delete_faces(cls, con: Any, ids: Sequence[int], gen: int) -> None:
+        if ids:
+            con.executemany("DELETE FROM faces WHERE id = ?", [(i,) for i in ids])
+            cls._tombstone(con, "face", ids, gen)
+
+    @staticmethod
+    def _tombstone(con: Any, kind: str, ids: Sequence[int], gen: int) -> None:
+        con.executemany("INSERT INTO removed(kind, id, generation) VALUES (?, ?, ?) "
+                        "ON CONFLICT (kind, id) DO UPDATE SET generation = excluded.generation",
+                        [(kind, int(i), gen) for i in ids])
+
+    # -- recognition log --------------------------------------------------------
+    def record_sightings(self, rows: Sequence[Sighting]) -> int:
+        """Insert or update log rows by id, in one transaction; return how many were written.
+
+        Updating keeps the widest span and the highest counts, so rows written again (a
+        retried flush) change nothing. A row of a person removed meanwhile is dropped:
+        their log goes with them.
+        """
+        if not rows:
+            return 0
+        with self._write(bump=False) as (con, _):
+            return self._upsert_sightings(con, rows)
+
+    _SIGHTING_SQL = (
+        "SELECT s.id, s.person_id, s.started, s.last_seen, s.frames, s.similarity, s.source, "
+        "s.track, s.station, p.name FROM sightings s LEFT JOIN people p ON p.id = s.person_id ")
+
+    @staticmethod
+    def _sighting(row: tuple) -> Sighting:  # type: ignore[type-arg]
+        i, p, a, b, f, sim, src, t, st, n = row
+        return Sighting(i, int(p) if p is not None else None, float(a), float(b), int(f), float(sim),
+                        src, int(t) if t is not None else None, st, n)
+
+    def sightings(self, limit: int = 1000, *, since: float | None = None) -> list[Sighting]:
+        """The newest log rows first (at most *limit*), optionally only those seen after *since*."""
+        rows = self._read(
+            self._SIGHTING_SQL + "WHERE s.last_seen >= ? ORDER BY s.started DESC, s.id LIMIT ?",
+            (float(since) if since is not None else -1e300, int(limit)))
+        return [self._sighting(r) for r in rows]
+
+    def clear_sightings(self, *, before: float | None = None) -> int:
+        """Delete log rows (all, or those last seen before *before*); return how many."""
+        with self._write(bump=False) as (con, _):
+            if before is None:
+                cur = con.execute("DELETE FROM sightings")
+            else:
+                cur = con.execute("DELETE FROM sightings WHERE last_seen < ?", (float(before),))
+            n = int(cur.rowcount)
+        self._scrub()
+        return n
+
+    # -- copying between stores -------------------------------------------------
+    def dump(self) -> GalleryDump:
+        """Every person, face (with thumbnail) and log row, read in one snapshot."""
+        with self._snapshot() as con:
+            gen = int(con.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+            people = [(int(i), n, float(c)) for i, n, c in con.execute(
+                "SELECT id, name, created FROM people ORDER BY id").fetchall()]
+            faces = [(int(i), int(p), self._unvec(e, int(i)), bytes(t) if t is not None else None,
+                      s, float(c), b) for i, p, e, t, s, c, b in con.execute(
+                "SELECT id, person_id, embedding, thumbnail, source, created, embedder FROM faces "
+                "ORDER BY id").fetchall()]
+            logs = [self._sighting(r) for r in con.execute(
+                self._SIGHTING_SQL + "ORDER BY s.started, s.id").fetchall()]
+        return GalleryDump(people, faces, logs, gen)
+
+    def merge(self, dump: GalleryDump) -> MergeReport:
+        """Copy another store's gallery into this one, in one transaction; idempotent.
+
+        People are matched by name (case-insensitive) and created when missing; a face is
+        added unless its person here already has the very same embedding; log rows keep
+        their ids (a row copied again is not duplicated). Before committing, every face
+        of the dump is looked up again under its person here: if one is missing, nothing
+        is committed.
+
+        Raises
+        ------
+        StoreError
+            If the copy could not be verified (nothing is written then).
+        """
+        self._check_enroll()
+        names = {pid: normalize_name(n) for pid, n, _ in dump.people}
+        created = {pid: c for pid, _, c in dump.people}
+        made = added = present = 0
+        with self._write() as (con, gen):
+            here: dict[str, int] = {}
+            for pid, clean in names.items():
+                row = con.execute("SELECT id FROM people WHERE key = ?", (name_key(clean),)).fetchone()
+                if row is None:
+                    here[clean] = self._new_person(con, clean, gen, created[pid])
+                    made += 1
+                else:
+                    here[clean] = int(row[0])
+            known = self._digests(con, list(here.values()))
+            for _, src_pid, vec, thumb, source, when, embedder in dump.faces:
+                target = here[names[src_pid]]
+                digest = embedding_digest(vec)
+                if digest in known.setdefault(target, set()):
+                    present += 1
+                    continue
+                face = NewFace(vec, thumb, source, embedder)
+                self._insert_faces(con, target, [(face, self._vec(unit_embedding(vec)))], gen, when)
+                known[target].add(digest)
+                added += 1
+            mapped = [replace(s, person_id=here[names[s.person_id]] if s.person_id is not None
+                              and s.person_id in names else None) for s in dump.sightings
+                      if s.person_id is None or s.person_id in names]
+            copied = self._upsert_sightings(con, mapped) if mapped else 0
+            again = self._digests(con, list(here.values()))
+            for _, src_pid, vec, *_rest in dump.faces:
+                if embedding_digest(vec) not in again.get(here[names[src_pid]], set()):
+                    raise StoreError(f"copy into {self.label} could not be verified "
+                                     f"(a face of {names[src_pid]!r} is missing); nothing was written")
+            people_total = int(con.execute("SELECT count(*) FROM people").fetchone()[0])
+            faces_total = int(con.execute("SELECT count(*) FROM faces").fetchone()[0])
+            if not made and not added:
+                raise _NothingToDo(MergeReport(0, 0, present, copied, people_total, faces_total))
+        return MergeReport(made, added, present, copied, people_total, faces_total)
+
+    def _digests(self, con: Any, person_ids: Sequence[int]) -> dict[int, set[bytes]]:
+        out: dict[int, set[bytes]] = {}
+        for start in range(0, len(person_ids), 500):
+            chunk = person_ids[start:start + 500]
+            for fid, pid, emb in con.execute(
+                    f"SELECT id, person_id, embedding FROM faces WHERE person_id IN "
+                    f"({','.join('?' * len(chunk))})", chunk).fetchall():
+                out.setdefault(int(pid), set()).add(embedding_digest(self._unvec(emb, int(fid))))
+        return out
+
+
+class _NothingToDo(Exception):
+    """Raised inside a merge transaction that changed nothing (rolled back, not bumped)."""
+
+    def __init__(self, report: MergeReport) -> None:
+        super().__init__("nothing to copy")
+        self.report = report
+
+
+def merge_into(target: Store, dump: GalleryDump) -> MergeReport:
+    """`Store.merge`, where a copy that adds nothing (a repeated migration) is not a change.
+
+    Log rows still reach the target in that case, in their own transaction.
+    """
+    try:
+        return target.merge(dump)
+    except _NothingToDo as done:
+        r = done.report
+        mapped = []
+        if dump.sightings:
+            ids: dict[int, int] = {}
+            for pid, n, _ in dump.people:
+                found = target.person(n)
+                if found is not None:
+                    ids[pid] = found.id
+            mapped = [replace(s, person_id=ids[s.person_id] if s.person_id is not None else None)
+                      for s in dump.sightings if s.person_id is None or s.person_id in ids]
+        copied = target.record_sightings(mapped) if mapped else 0
+        return replace(r, sightings=copied)
+
+
+class SqliteStore(Store):
+    """People and their face embeddings in one SQLite file (the embedded default).
 
     A store belongs to the thread that opened it (SQLite connections are not shared
     between threads here); the GUI worker opens its own.
@@ -242,6 +806,7 @@ class FaceStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self.label = str(self.path)
         self._con = self._connect()
 
     # -- connection -------------------------------------------------------------
@@ -335,11 +900,8 @@ class FaceStore:
         if con is not None:
             con.close()
 
-    def __enter__(self) -> FaceStore:
+    def __enter__(self) -> SqliteStore:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @contextmanager
     def _write(self, *, bump: bool = True) -> Iterator[tuple[sqlite3.Connection, int]]:
@@ -373,102 +935,6 @@ class FaceStore:
         except sqlite3.DatabaseError as exc:
             raise StoreError(self._explain(exc)) from None
 
-    # -- queries ----------------------------------------------------------------
-    @property
-    def generation(self) -> int:
-        """Counter bumped by every committed change to the gallery."""
-        return int(self._read("SELECT value FROM meta WHERE key = 'generation'")[0][0])
-
-    _PERSON_SQL = ("SELECT p.id, p.name, count(f.id), p.created FROM people p "
-                   "LEFT JOIN faces f ON f.person_id = p.id ")
-
-    def people(self) -> list[Person]:
-        """Every person, by name, with their number of faces."""
-        rows = self._read(self._PERSON_SQL + "GROUP BY p.id ORDER BY p.key")
-        return [Person(int(i), n, int(c), float(t)) for i, n, c, t in rows]
-
-    def person(self, name: str) -> Person | None:
-        """The person called *name* (case-insensitive), or None."""
-        rows = self._read(self._PERSON_SQL + "WHERE p.key = ? GROUP BY p.id",
-                          (name_key(normalize_name(name)),))
-        return Person(int(rows[0][0]), rows[0][1], int(rows[0][2]), float(rows[0][3])) if rows else None
-
-    def person_by_id(self, person_id: int) -> Person | None:
-        """The person with this id, or None (e.g. removed meanwhile)."""
-        rows = self._read(self._PERSON_SQL + "WHERE p.id = ? GROUP BY p.id", (int(person_id),))
-        return Person(int(rows[0][0]), rows[0][1], int(rows[0][2]), float(rows[0][3])) if rows else None
-
-    def face_count(self) -> int:
-        """Total number of stored faces."""
-        return int(self._read("SELECT count(*) FROM faces")[0][0])
-
-    def thumbnail(self, person_id: int) -> bytes | None:
-        """The JPEG thumbnail of the person's first face, if any."""
-        rows = self._read(
-            "SELECT thumbnail FROM faces WHERE person_id = ? AND thumbnail IS NOT NULL "
-            "ORDER BY id LIMIT 1",
-            (person_id,),
-        )
-        return bytes(rows[0][0]) if rows else None
-
-    _FACE_SQL = "SELECT id, person_id, thumbnail, source, created, embedder FROM faces "
-
-    @staticmethod
-    def _face_info(row: tuple) -> FaceInfo:  # type: ignore[type-arg]
-        i, p, t, s, c, e = row
-        return FaceInfo(int(i), int(p), bytes(t) if t is not None else None, s, float(c), e)
-
-    def faces_of(self, person_id: int) -> list[FaceInfo]:
-        """Each of a person's faces, oldest first."""
-        rows = self._read(self._FACE_SQL + "WHERE person_id = ? ORDER BY id", (int(person_id),))
-        return [self._face_info(r) for r in rows]
-
-    def face(self, face_id: int) -> FaceInfo | None:
-        """One face by id, or None."""
-        rows = self._read(self._FACE_SQL + "WHERE id = ?", (int(face_id),))
-        return self._face_info(rows[0]) if rows else None
-
-    def embedder_counts(self) -> dict[str, int]:
-        """How many faces each embedding pipeline made ('' for faces from before v2)."""
-        return {e: int(n) for e, n in self._read("SELECT embedder, count(*) FROM faces GROUP BY embedder")}
-
-    def gallery(self) -> Gallery:
-        """Every embedding with its face and person ids, read in one consistent snapshot."""
-        with self._snapshot() as con:
-            gen = int(con.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
-            names = {int(i): n for i, n in con.execute("SELECT id, name FROM people")}
-            rows = con.execute("SELECT id, person_id, embedding FROM faces ORDER BY id").fetchall()
-        return self._gallery(rows, names, gen)
-
-    def changes_since(self, generation: int) -> GalleryDelta | None:
-        """What changed after *generation*, or None if that history is not kept.
-
-        None means the caller must reload the whole `gallery`: its generation is older
-        than the store's history (an upgraded or restored store) or newer than the store
-        (another store was put in its place).
-        """
-        with self._snapshot() as con:
-            meta = dict(con.execute("SELECT key, value FROM meta"))
-            gen, since = int(meta["generation"]), int(meta.get("history_from", 0))
-            if generation < since or generation > gen:
-                return None
-            names = {int(i): n for i, n in con.execute(
-                "SELECT id, name FROM people WHERE changed > ?", (generation,))}
-            rows = con.execute("SELECT id, person_id, embedding FROM faces WHERE changed > ? "
-                               "ORDER BY id", (generation,)).fetchall()
-            # A moved face's person may not have changed: name every person involved.
-            for (pid,) in con.execute(
-                    "SELECT DISTINCT p.id FROM faces f JOIN people p ON p.id = f.person_id "
-                    "WHERE f.changed > ?", (generation,)):
-                if int(pid) not in names:
-                    names[int(pid)] = con.execute("SELECT name FROM people WHERE id = ?",
-                                                  (pid,)).fetchone()[0]
-            gone = con.execute("SELECT kind, id FROM removed WHERE generation > ?",
-                               (generation,)).fetchall()
-        removed_faces = np.array([i for k, i in gone if k == "face"], dtype=np.int64)
-        removed_people = [int(i) for k, i in gone if k == "person"]
-        return GalleryDelta(self._gallery(rows, names, gen), removed_faces, removed_people, gen)
-
     @contextmanager
     def _snapshot(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: every query inside sees the same state."""
@@ -482,164 +948,14 @@ class FaceStore:
         except sqlite3.DatabaseError as exc:
             raise StoreError(self._explain(exc)) from None
 
-    def _gallery(self, rows: list[tuple], names: dict[int, str], gen: int) -> Gallery:  # type: ignore[type-arg]
-        n = len(rows)
-        face_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
-        person_ids = np.fromiter((r[1] for r in rows), dtype=np.int64, count=n)
-        emb = np.empty((n, EMBEDDING_DIM), dtype=np.float32)
-        for k, r in enumerate(rows):
-            v = np.frombuffer(r[2], dtype=np.float32)
-            if v.size != EMBEDDING_DIM:
-                raise StoreError(f"the face store {self.path} holds a malformed embedding (face {r[0]})")
-            emb[k] = v
-        return Gallery(face_ids, person_ids, emb, names, gen)
+    def _vec(self, unit: np.ndarray) -> object:
+        return unit.astype("<f4").tobytes()
 
-    # -- changes ----------------------------------------------------------------
-    def add_faces(
-        self, name: str, faces: Iterable[NewFace], *, create: bool = True, must_be_new: bool = False
-    ) -> tuple[int, list[int]]:
-        """Add faces to a person in one transaction, creating the person if needed.
-
-        Parameters
-        ----------
-        name : str
-            The person's name (validated, case-insensitive match).
-        faces : iterable of NewFace
-            At least one face.
-        create : bool
-            Create the person if missing; if False a missing person is an error.
-        must_be_new : bool
-            Refuse if the person already exists (no silent merge).
-
-        Returns
-        -------
-        person_id, face_ids
-        """
-        clean = normalize_name(name)
-        items = list(faces)
-        if not items:
-            raise PersonError("no faces to add")
-        blobs = [_embedding_blob(f.embedding) for f in items]
-        with self._write() as (con, gen):
-            row = con.execute("SELECT id FROM people WHERE key = ?", (name_key(clean),)).fetchone()
-            if row is not None and must_be_new:
-                raise PersonError(f"{clean!r} is already enrolled; add photos to them instead")
-            if row is None and not create:
-                raise PersonError(f"no person named {clean!r}")
-            pid = int(row[0]) if row is not None else self._new_person(con, clean, gen)
-            ids = self._insert_faces(con, pid, zip(items, blobs), gen)
-        return pid, ids
-
-    def add_many(self, batches: Sequence[tuple[str, Sequence[NewFace]]]) -> dict[str, list[int]]:
-        """Add faces for several people in a single transaction (a folder import)."""
-        out: dict[str, list[int]] = {}
-        prepared = [(normalize_name(n), [(f, _embedding_blob(f.embedding)) for f in fs])
-                    for n, fs in batches if fs]
-        with self._write() as (con, gen):
-            for clean, faces in prepared:
-                row = con.execute("SELECT id FROM people WHERE key = ?",
-                                  (name_key(clean),)).fetchone()
-                pid = int(row[0]) if row else self._new_person(con, clean, gen)
-                out.setdefault(clean, []).extend(self._insert_faces(con, pid, faces, gen))
-        return out
-
-    @staticmethod
-    def _new_person(con: sqlite3.Connection, clean: str, gen: int) -> int:
-        return _rowid(con.execute(
-            "INSERT INTO people(name, key, created, changed) VALUES (?, ?, ?, ?)",
-            (clean, name_key(clean), time.time(), gen)))
-
-    @staticmethod
-    def _insert_faces(con: sqlite3.Connection, pid: int, faces: Iterable[tuple[NewFace, bytes]],
-                      gen: int) -> list[int]:
-        now = time.time()
-        return [_rowid(con.execute(
-            "INSERT INTO faces(person_id, embedding, thumbnail, source, created, changed, embedder) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)", (pid, blob, f.thumbnail, f.source, now, gen, f.embedder)))
-            for f, blob in faces]
-
-    def rename(self, old: str, new: str) -> Person:
-        """Rename a person; the new name must not belong to someone else."""
-        old_c, new_c = normalize_name(old), normalize_name(new)
-        with self._write() as (con, gen):
-            row = con.execute("SELECT id FROM people WHERE key = ?", (name_key(old_c),)).fetchone()
-            if row is None:
-                raise PersonError(f"no person named {old_c!r}")
-            clash = con.execute("SELECT id FROM people WHERE key = ?", (name_key(new_c),)).fetchone()
-            if clash is not None and clash[0] != row[0]:
-                raise PersonError(f"{new_c!r} is already enrolled")
-            con.execute("UPDATE people SET name = ?, key = ?, changed = ? WHERE id = ?",
-                        (new_c, name_key(new_c), gen, row[0]))
-        person = self.person(new_c)
-        assert person is not None
-        return person
-
-    def remove(self, name: str) -> list[int]:
-        """Delete a person, all their faces and their log rows; return the removed face ids."""
-        clean = normalize_name(name)
-        with self._write() as (con, gen):
-            row = con.execute("SELECT id FROM people WHERE key = ?", (name_key(clean),)).fetchone()
-            if row is None:
-                raise PersonError(f"no person named {clean!r}")
-            ids = [int(r[0]) for r in con.execute("SELECT id FROM faces WHERE person_id = ?", row)]
-            self._delete_faces(con, ids, gen)
-            con.execute("DELETE FROM people WHERE id = ?", row)  # log rows go by cascade
-            con.execute("INSERT OR REPLACE INTO removed(kind, id, generation) VALUES ('person', ?, ?)",
-                        (row[0], gen))
-        self._scrub()
-        return ids
-
-    def remove_faces(self, face_ids: Sequence[int]) -> None:
-        """Delete single faces (a person left with none stays, with zero faces).
-
-        Raises
-        ------
-        PersonError
-            If any of the faces does not exist (nothing is removed then).
-        """
-        ids = sorted({int(i) for i in face_ids})
-        with self._write() as (con, gen):
-            self._require_faces(con, ids)
-            self._delete_faces(con, ids, gen)
-        self._scrub()
-
-    def move_faces(self, face_ids: Sequence[int], to_name: str, *, create: bool = True) -> Person:
-        """Give faces to another person (created if missing and *create*); one transaction.
-
-        Raises
-        ------
-        PersonError
-            If a face does not exist, or the person does not and *create* is False.
-        """
-        clean = normalize_name(to_name)
-        ids = sorted({int(i) for i in face_ids})
-        with self._write() as (con, gen):
-            self._require_faces(con, ids)
-            row = con.execute("SELECT id FROM people WHERE key = ?", (name_key(clean),)).fetchone()
-            if row is None and not create:
-                raise PersonError(f"no person named {clean!r}")
-            pid = int(row[0]) if row is not None else self._new_person(con, clean, gen)
-            con.executemany("UPDATE faces SET person_id = ?, changed = ? WHERE id = ?",
-                            [(pid, gen, i) for i in ids])
-        person = self.person_by_id(pid)
-        assert person is not None
-        return person
-
-    @staticmethod
-    def _require_faces(con: sqlite3.Connection, ids: Sequence[int]) -> None:
-        if not ids:
-            raise PersonError("no faces given")
-        found = {int(r[0]) for r in con.execute(
-            f"SELECT id FROM faces WHERE id IN ({','.join('?' * len(ids))})", ids)}
-        missing = [i for i in ids if i not in found]
-        if missing:
-            raise PersonError(f"no face with id {', '.join(map(str, missing))}")
-
-    @staticmethod
-    def _delete_faces(con: sqlite3.Connection, ids: Sequence[int], gen: int) -> None:
-        con.executemany("DELETE FROM faces WHERE id = ?", [(i,) for i in ids])
-        con.executemany("INSERT OR REPLACE INTO removed(kind, id, generation) VALUES ('face', ?, ?)",
-                        [(i, gen) for i in ids])
+    def _unvec(self, value: Any, face_id: int) -> np.ndarray:
+        v = np.frombuffer(value, dtype="<f4")
+        if v.size != EMBEDDING_DIM:
+            raise self._malformed(face_id)
+        return v
 
     def _scrub(self) -> None:
         """Push deleted pages out of the WAL so no biometric bytes linger on disk."""
@@ -648,65 +964,181 @@ class FaceStore:
         except sqlite3.OperationalError as exc:  # another reader holds the WAL open
             log.debug("checkpoint after delete deferred: %s", exc)
 
-    # -- recognition log --------------------------------------------------------
-    def record_sightings(self, rows: Sequence[Sighting]) -> int:
-        """Insert or update log rows by id, in one transaction; return how many were written.
+    def _upsert_sightings(self, con: Any, rows: Sequence[Sighting]) -> int:
+        before = con.total_changes
+        con.executemany(
+            "INSERT INTO sightings(id, person_id, started, last_seen, frames, similarity, "
+            "source, track, station) "
+            "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 "
+            "WHERE ?2 IS NULL OR EXISTS (SELECT 1 FROM people WHERE id = ?2) "
+            "ON CONFLICT(id) DO UPDATE SET started = min(started, excluded.started), "
+            "last_seen = max(last_seen, excluded.last_seen), "
+            "frames = max(frames, excluded.frames), "
+            "similarity = max(similarity, excluded.similarity)",
+            [(r.id, r.person_id, float(r.started), float(r.last_seen), int(r.frames),
+              float(r.similarity), r.source, r.track, r.station) for r in rows])
+        return int(con.total_changes - before)
 
-        Updating keeps the widest span and the highest counts, so rows written again (a
-        retried flush) change nothing. A row of a person removed meanwhile is dropped:
-        their log goes with them.
+    # -- a local mirror of a shared store (see app.pipeline.shared) -------------
+    def mirror_meta(self) -> dict[str, str]:
+        """The mirror's bookkeeping: ``upstream`` generation and ``store_id`` it reflects."""
+        return {k[len("mirror_"):]: v for k, v in self._read(
+            "SELECT key, value FROM meta WHERE key LIKE 'mirror_%'")}
+
+    def record_meta(self, key: str, value: str) -> None:
+        """Keep a note about the shared store in the mirror (e.g. whether it may enroll)."""
+        with self._write(bump=False) as (con, _):
+            con.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                        "SET value = excluded.value", (f"mirror_{key}", value))
+
+    def mirror_apply(self, delta: RowDelta) -> bool:
+        """Make this store hold what *delta* says the shared store holds; one transaction.
+
+        Rows keep their ids; they are stamped with this store's own next generation,
+        so caches of this file (the index) catch up through `changes_since` as after
+        any local change. False if another thread or process applied it first.
         """
-        if not rows:
-            return 0
-        with self._write(bump=False) as (con, _):
-            before = con.total_changes
+        try:
+            removed = self._mirror_apply(delta)
+        except _NothingToApply:
+            return False
+        if removed:
+            self._scrub()
+        return True
+
+    def _mirror_apply(self, delta: RowDelta) -> bool:
+        with self._write() as (con, gen):
+            meta = dict(con.execute("SELECT key, value FROM meta WHERE key LIKE 'mirror_%'").fetchall())
+            same_store = meta.get("mirror_store_id") == delta.store_id
+            if same_store and not delta.full and int(meta.get("mirror_upstream", -1)) >= delta.generation:
+                raise _NothingToApply
+            removed_faces = [i for k, i in delta.removed if k == "face"]
+            removed_people = [i for k, i in delta.removed if k == "person"]
+            if delta.full:
+                # A reload (a restored or replaced database): an id may now be someone
+                # else. Log rows queued for a person whose name changed are dropped rather
+                # than sent under the wrong person.
+                old_keys = {int(i): k for i, k in con.execute("SELECT id, key FROM people").fetchall()}
+                renamed = [i for i, n, _ in delta.people if old_keys.get(i, name_key(n)) != name_key(n)]
+                if renamed:
+                    dropped = sum(con.execute("DELETE FROM sightings WHERE person_id = ?", (i,)).rowcount
+                                  for i in renamed)
+                    if dropped:
+                        log.warning("dropped %d queued log rows of people the reloaded gallery "
+                                    "names differently", dropped)
+                keep_p = {p[0] for p in delta.people}
+                keep_f = {f[0] for f in delta.faces}
+                removed_people += [int(i) for (i,) in con.execute("SELECT id FROM people").fetchall()
+                                   if int(i) not in keep_p]
+                removed_faces += [int(i) for (i,) in con.execute("SELECT id FROM faces").fetchall()
+                                  if int(i) not in keep_f]
+            self._delete_faces(con, removed_faces, gen)
+            if removed_people:
+                con.executemany("DELETE FROM people WHERE id = ?", [(i,) for i in removed_people])
+                self._tombstone(con, "person", removed_people, gen)
+            # Names may swap between people within one delta: park the changed ones under
+            # keys no real name has (control characters are refused in names) first.
+            con.executemany("UPDATE people SET key = ? WHERE id = ?",
+                            [(f"\x01{i}", i) for i, _, _ in delta.people])
             con.executemany(
-                "INSERT INTO sightings(id, person_id, started, last_seen, frames, similarity, "
-                "source, track, station) "
-                "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 "
-                "WHERE ?2 IS NULL OR EXISTS (SELECT 1 FROM people WHERE id = ?2) "
-                "ON CONFLICT(id) DO UPDATE SET started = min(started, excluded.started), "
-                "last_seen = max(last_seen, excluded.last_seen), "
-                "frames = max(frames, excluded.frames), "
-                "similarity = max(similarity, excluded.similarity)",
-                [(r.id, r.person_id, float(r.started), float(r.last_seen), int(r.frames),
-                  float(r.similarity), r.source, r.track, r.station) for r in rows])
-            return con.total_changes - before
+                "INSERT INTO people(id, name, key, created, changed) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET name = excluded.name, key = excluded.key, "
+                "changed = excluded.changed",
+                [(i, n, name_key(n), c, gen) for i, n, c in delta.people])
+            con.executemany(
+                "INSERT INTO faces(id, person_id, embedding, source, created, changed, embedder) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                "person_id = excluded.person_id, changed = excluded.changed"
+                + (", embedding = excluded.embedding, source = excluded.source, "
+                   "created = excluded.created, embedder = excluded.embedder" if delta.full else ""),
+                # The shared store checked these vectors when they were written.
+                ((i, p, np.asarray(e, "<f4").tobytes(), s, c, gen, b) for i, p, e, s, c, b in delta.faces))
+            con.executemany("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                            "SET value = excluded.value",
+                            [("mirror_upstream", str(delta.generation)),
+                             ("mirror_store_id", delta.store_id)]
+                            # After a reload, caches of this mirror reload too (ids may
+                            # have changed meaning): its history starts here.
+                            + ([("history_from", str(gen))] if delta.full else []))
+        return bool(removed_faces or removed_people)
 
-    def sightings(self, limit: int = 1000, *, since: float | None = None) -> list[Sighting]:
-        """The newest log rows first (at most *limit*), optionally only those seen after *since*."""
-        rows = self._read(
-            "SELECT s.id, s.person_id, s.started, s.last_seen, s.frames, s.similarity, s.source, "
-            "s.track, s.station, p.name FROM sightings s LEFT JOIN people p ON p.id = s.person_id "
-            "WHERE s.last_seen >= ? ORDER BY s.started DESC, s.id LIMIT ?",
-            (float(since) if since is not None else float("-inf"), int(limit)))
-        return [Sighting(i, int(p) if p is not None else None, float(a), float(b), int(f), float(sim),
-                         src, int(t) if t is not None else None, st, n)
-                for i, p, a, b, f, sim, src, t, st, n in rows]
+    def mirror_unsent(self) -> list[Sighting]:
+        """Log rows recorded here and not yet confirmed by the shared store (oldest first)."""
+        return [self._sighting(r) for r in self._read(self._SIGHTING_SQL + "ORDER BY s.started, s.id")]
 
-    def clear_sightings(self, *, before: float | None = None) -> int:
-        """Delete log rows (all, or those last seen before *before*); return how many."""
+    def mirror_sent(self, rows: Sequence[Sighting]) -> None:
+        """Forget log rows the shared store has confirmed, unless they grew meanwhile."""
         with self._write(bump=False) as (con, _):
-            if before is None:
-                cur = con.execute("DELETE FROM sightings")
-            else:
-                cur = con.execute("DELETE FROM sightings WHERE last_seen < ?", (float(before),))
-            n = cur.rowcount
-        self._scrub()
-        return n
+            con.executemany(
+                "DELETE FROM sightings WHERE id = ? AND started >= ? AND last_seen <= ? "
+                "AND frames <= ? AND similarity <= ?",
+                [(r.id, r.started, r.last_seen, r.frames, r.similarity) for r in rows])
 
 
-def _rowid(cur: sqlite3.Cursor) -> int:
-    """The id of the row an INSERT just created."""
-    assert cur.lastrowid is not None
-    return int(cur.lastrowid)
+class _NothingToApply(Exception):
+    """A mirror was already up to date when its write lock was taken."""
 
 
-def _embedding_blob(vec: np.ndarray) -> bytes:
+#: The name the SQLite store had before there were other backends.
+FaceStore = SqliteStore
+
+
+def unit_embedding(vec: np.ndarray) -> np.ndarray:
+    """Validate an embedding and scale it to unit length (float32).
+
+    Raises
+    ------
+    ValueError
+        If it is not `EMBEDDING_DIM` finite numbers, or all zeros.
+    """
     v = np.asarray(vec, dtype=np.float32).reshape(-1)
     if v.size != EMBEDDING_DIM or not np.all(np.isfinite(v)):
         raise ValueError(f"an embedding must be {EMBEDDING_DIM} finite floats")
     n = float(np.linalg.norm(v))
     if n == 0.0:
         raise ValueError("an embedding cannot be all zeros")
-    return (v / n).astype("<f4").tobytes()
+    out: np.ndarray = (v / n).astype(np.float32)
+    return out
+
+
+def is_url(location: str | os.PathLike[str]) -> bool:
+    """Whether a store location is a database URL rather than a file path."""
+    return "://" in str(location)
+
+
+def open_store(location: str | os.PathLike[str], *, cache_dir: Path | None = None,
+               background: bool = True) -> Store:
+    """Open the store at a path (SQLite) or a ``postgresql://`` URL.
+
+    Parameters
+    ----------
+    location : str or Path
+        A SQLite file, or a PostgreSQL URL (credentials may come from the URL, a
+        passfile or a service file, as libpq reads them).
+    cache_dir : Path, optional
+        For a URL: a workstation's data directory. The store is then a `SharedStore`
+        that keeps a local mirror there (recognition goes on while the database is
+        away); without it, a direct connection.
+    background : bool
+        For a `SharedStore`: sync the mirror now and keep it current from a background
+        thread (recognition needs that); False for a short command that only reads or
+        changes people (reads then come from the database, or the mirror while it is away).
+
+    Raises
+    ------
+    StoreError
+        If it cannot be opened, or the URL's scheme is not supported.
+    """
+    text = str(location)
+    if not is_url(text):
+        return SqliteStore(Path(text))
+    scheme = text.split("://", 1)[0].lower()
+    if scheme not in ("postgresql", "postgres"):
+        raise StoreError(f"unsupported store URL scheme {scheme!r}: use postgresql://...")
+    if cache_dir is not None:
+        from app.pipeline.shared import SharedStore
+
+        return SharedStore(text, cache_dir, background=background)
+    from app.pipeline.pgstore import PostgresStore
+
+    return PostgresStore(text)

@@ -21,6 +21,7 @@ The pipeline is the only user of its `Recognizer` while frames are in flight: ca
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple
@@ -120,7 +121,8 @@ class StreamPipeline:
 
 def run_stream(rec: Recognizer, reader: LatestFrameGrabber | ReadAhead,
                on_result: Callable[[Processed], None], *, max_frames: int | None = None,
-               tracker: FaceTracker | None = None, overlap: bool = True) -> int:
+               tracker: FaceTracker | None = None, overlap: bool = True,
+               housekeeping: Callable[[], None] | None = None, every_s: float = 0.5) -> int:
     """Process every frame a reader delivers, reporting each result in order.
 
     A file (`ReadAhead`) is processed frame by frame, the next frame's detection
@@ -128,16 +130,25 @@ def run_stream(rec: Recognizer, reader: LatestFrameGrabber | ReadAhead,
     newest frame each time; a frame is finished at once when no newer one is waiting,
     so its result is not held back until the next frame arrives.
 
+    *housekeeping* (following changes to the gallery, writing the log) is called every
+    *every_s* seconds between frames, with no frame in flight: it may use *rec*.
+
     Returns
     -------
     int
         Frames processed.
     """
+    next_check = 0.0
     with StreamPipeline(rec, tracker, overlap=overlap) as pipe:
         while max_frames is None or pipe.index < max_frames:
             frame = reader.latest() if isinstance(reader, LatestFrameGrabber) else reader.read()
             if frame is None:
                 break
+            if housekeeping is not None and time.monotonic() >= next_check:
+                next_check = time.monotonic() + every_s
+                for p in pipe.finish():
+                    on_result(p)
+                housekeeping()
             for p in pipe.push(frame):
                 on_result(p)
             if isinstance(reader, LatestFrameGrabber) and not reader.has_new():

@@ -49,9 +49,10 @@ class FaceResult:
     """A detected face and who it is.
 
     ``name`` is None for Unknown; ``similarity`` is the best person's score even then,
-    so a user can see how close it came. ``decision_score`` is what the decision rule
-    compared with its threshold (`app.pipeline.decision`), and ``false_accept`` the
-    estimated share of strangers who would score as high against this gallery.
+    so a user can see how close it came, and ``candidate`` names that person.
+    ``decision_score`` is what the decision rule compared with its threshold
+    (`app.pipeline.decision`), and ``false_accept`` the estimated share of strangers who
+    would score as high against this gallery.
     """
 
     box: tuple[int, int, int, int]
@@ -63,6 +64,7 @@ class FaceResult:
     track: int | None = None
     decision_score: float | None = None
     false_accept: float | None = None
+    candidate: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The public JSON form used by ``identify`` and ``watch``."""

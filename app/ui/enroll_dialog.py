@@ -1,9 +1,13 @@
 """Enroll a person: a name, snapshots from the live feed and photo files; saved at once.
 
 Every face check runs in the pipeline worker (the only owner of the models); the dialog
-only queues jobs and shows their answers, so it never blocks the GUI. Saving is one
-`Recognizer.enroll` call: one transaction, all or nothing, and the running recognizer
-knows the person as soon as it returns.
+only queues jobs and shows their answers, so it never blocks the GUI. Each face is
+checked on its own (one face, large and sharp enough), and the faces together by the
+same-person checks (`Recognizer.check_faces`, the policy the command line follows): a
+flagged face is marked on its thumbnail with the reason, and Save waits until the user
+drops it or keeps it on purpose. Saving is one `Recognizer.enroll` call: one
+transaction, all or nothing, and the running recognizer knows the person as soon as it
+returns. Closing the dialog with faces not yet saved asks first.
 """
 
 from __future__ import annotations
@@ -15,8 +19,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QIcon, QKeySequence, QPixmap, QShortcut
+from PySide6.QtCore import QPointF, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QDragEnterEvent,
+    QDropEvent,
+    QIcon,
+    QKeySequence,
+    QPainter,
+    QPen,
+    QPixmap,
+    QPolygonF,
+    QShortcut,
+)
 from PySide6.QtWidgets import (
     QCheckBox,
     QCompleter,
@@ -24,6 +40,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -31,8 +48,8 @@ from PySide6.QtWidgets import (
     QListView,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QProgressBar,
-    QPushButton,
     QStyle,
     QVBoxLayout,
     QWidget,
@@ -41,9 +58,12 @@ from PySide6.QtWidgets import (
 from app.pipeline.errors import PersonError
 from app.pipeline.imageio import IMAGE_SUFFIXES, display_name
 from app.pipeline.store import normalize_name
+from app.ui.screen import fit_to_screen
 from app.ui.video_view import rgb_to_qimage
+from app.ui.widgets import button
 
 if TYPE_CHECKING:
+    from app.pipeline.consistency import Flag
     from app.pipeline.recognizer import EnrollFace, Recognizer
     from app.pipeline.store import NewFace, Person
     from app.ui.worker import PipelineWorker, Reply
@@ -54,6 +74,9 @@ THUMB = 96
 ERROR_STYLE = "color: #dc2626;"
 OK_STYLE = "color: #16a34a;"
 HINT_STYLE = "color: #6b7280;"
+WARN_COLOR = QColor("#f59e0b")
+#: Milliseconds the same-person check waits for more changes (typing a name) before it runs.
+RECHECK_DELAY_MS = 250
 
 
 @dataclass(frozen=True)
@@ -64,6 +87,59 @@ class AcceptedFace:
     crop: np.ndarray
     label: str
     key: str  # the file path, or "camera-N" for a snapshot
+
+
+def local_files(event: QDragEnterEvent | QDropEvent) -> list[str]:
+    """The local files dragged (a folder brings the photos directly inside it)."""
+    out: list[str] = []
+    for url in event.mimeData().urls() if event.mimeData().hasUrls() else []:
+        if not url.isLocalFile():
+            continue
+        path = Path(url.toLocalFile())
+        if path.is_dir():
+            out.extend(str(p) for p in sorted(path.iterdir())
+                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            out.append(str(path))
+    return out
+
+
+def thumbnail_grid(name: str, icon: int, cell: QSize) -> QListWidget:
+    """A grid of face thumbnails, several of which can be selected."""
+    grid = QListWidget()
+    grid.setObjectName(name)
+    grid.setViewMode(QListView.ViewMode.IconMode)
+    grid.setIconSize(QSize(icon, icon))
+    grid.setGridSize(cell)
+    grid.setResizeMode(QListView.ResizeMode.Adjust)
+    grid.setMovement(QListView.Movement.Static)
+    grid.setSelectionMode(QListWidget.SelectionMode.ExtendedSelection)
+    return grid
+
+
+def flagged_icon(pixmap: QPixmap, kept: bool = False) -> QIcon:
+    """A thumbnail with a warning triangle (and an amber frame unless kept on purpose)."""
+    out = QPixmap(pixmap)
+    p = QPainter(out)
+    p.setRenderHint(QPainter.RenderHint.Antialiasing)
+    if not kept:
+        p.setPen(QPen(WARN_COLOR, 4))
+        p.drawRect(out.rect().adjusted(2, 2, -2, -2))
+    size = max(18, out.width() // 3)
+    x0, y0 = out.width() - size - 3, 3
+    triangle = QPolygonF([QPointF(x0 + size / 2, y0), QPointF(x0 + size, y0 + size),
+                          QPointF(x0, y0 + size)])
+    p.setPen(QPen(QColor("#1f2937"), 1.5))
+    p.setBrush(QBrush(WARN_COLOR if not kept else QColor("#9ca3af")))
+    p.drawPolygon(triangle)
+    font = p.font()
+    font.setBold(True)
+    font.setPixelSize(int(size * 0.7))
+    p.setFont(font)
+    p.drawText(x0, int(y0 + size * 0.2), size, int(size * 0.85),
+               int(Qt.AlignmentFlag.AlignCenter), "!")
+    p.end()
+    return QIcon(out)
 
 
 def check_file(rec: Recognizer, path: str) -> EnrollFace:
@@ -108,18 +184,21 @@ class EnrollDialog(QDialog):
     name : str
         Pre-filled name; with ``existing=True`` the dialog adds photos to that person.
     frame_provider : callable, optional
-        Returns the frame shown in the live view (RGB array) or None; without it the
-        snapshot button is disabled.
+        Returns the frame shown in the live view (RGB array), or why there is none (a
+        message, e.g. the source is stopped), or None; without it the snapshot button
+        is disabled.
     """
 
     #: Emitted with the stored `Person` after a successful save.
     saved = Signal(object)
     #: Emitted whenever a face check (file or snapshot) has been answered.
     checked = Signal()
+    #: Emitted when the same-person checks of the faces have been answered.
+    flags_checked = Signal()
 
     def __init__(self, worker: PipelineWorker, people: Sequence[Person],
                  parent: QWidget | None = None, *, name: str = "", existing: bool = False,
-                 frame_provider: Callable[[], np.ndarray | None] | None = None) -> None:
+                 frame_provider: Callable[[], np.ndarray | str | None] | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("enrollDialog")
         self.setWindowTitle("Add photos to a person" if existing else "Enroll a person")
@@ -128,12 +207,23 @@ class EnrollDialog(QDialog):
         self.people = {p.name.casefold(): p for p in people}
         self.accepted_faces: list[AcceptedFace] = []
         self.rejected: list[str] = []
+        #: Same-person flags by face key, and the flagged faces kept on purpose.
+        self.flags: dict[str, Flag] = {}
+        self.kept: set[str] = set()
+        self._check_seq = 0
+        self._checking_flags = False
+        self._recheck_timer = QTimer(self)
+        self._recheck_timer.setSingleShot(True)
+        self._recheck_timer.setInterval(RECHECK_DELAY_MS)
+        self._recheck_timer.timeout.connect(self._recheck)
         self._pending: list[Reply] = []
         self._files_total = 0
         self._files_done = 0
         self._snapshots = 0
         self._saving = False
         self._closed = False
+        self._discard_confirmed = False
+        self.setAcceptDrops(True)
 
         intro = QLabel("Add one or more clear photos of the face: snapshots from the live "
                        "view or photo files. Photos from different days, light and angles "
@@ -160,35 +250,41 @@ class EnrollDialog(QDialog):
         form.addRow("", self.add_existing_check)
 
         # -- sources -----------------------------------------------------------------
-        style = self.style()
-        self.snapshot_button = QPushButton(
-            style.standardIcon(QStyle.StandardPixmap.SP_DialogYesButton), "Take snapshot")
+        # Not auto-default (see `button`): after the file chooser closes, "Add photos…" has
+        # the focus, and Enter must save, not reopen the chooser.
+        sp = QStyle.StandardPixmap
+        self.snapshot_button = button(self, sp.SP_DialogYesButton, "Take snapshot",
+                                      self._on_snapshot_button_clicked)
         self.snapshot_button.setToolTip("Use the face in the live view now (exactly one face, "
                                         "close enough and sharp)")
-        self.snapshot_button.clicked.connect(self._on_snapshot_button_clicked)
-        self.files_button = QPushButton(
-            style.standardIcon(QStyle.StandardPixmap.SP_DirOpenIcon), "Add photos…")
-        self.files_button.clicked.connect(self._on_files_button_clicked)
-        self.remove_button = QPushButton(
-            style.standardIcon(QStyle.StandardPixmap.SP_TrashIcon), "Remove selected")
-        self.remove_button.clicked.connect(self.remove_selected)
+        self.files_button = button(self, sp.SP_DirOpenIcon, "Add photos…",
+                                   self._on_files_button_clicked)
+        self.remove_button = button(self, sp.SP_TrashIcon, "Remove selected", self.remove_selected)
         source_row = QHBoxLayout()
         source_row.addWidget(self.snapshot_button)
         source_row.addWidget(self.files_button)
         source_row.addStretch(1)
         source_row.addWidget(self.remove_button)
 
-        self.thumbs = QListWidget()
-        self.thumbs.setObjectName("acceptedFaces")
-        self.thumbs.setViewMode(QListView.ViewMode.IconMode)
-        self.thumbs.setIconSize(QSize(THUMB, THUMB))
-        self.thumbs.setGridSize(QSize(THUMB + 24, THUMB + 34))
-        self.thumbs.setResizeMode(QListView.ResizeMode.Adjust)
-        self.thumbs.setMovement(QListView.Movement.Static)
-        self.thumbs.setSelectionMode(QListWidget.SelectionMode.ExtendedSelection)
+        self.thumbs = thumbnail_grid("acceptedFaces", THUMB, QSize(THUMB + 24, THUMB + 34))
         self.thumbs.setMinimumHeight(THUMB + 50)
         self.thumbs.itemSelectionChanged.connect(self._update_state)
         QShortcut(QKeySequence.StandardKey.Delete, self.thumbs, self.remove_selected)
+        # The same-person warning of the selected (or first) flagged face.
+        self.flag_box = QFrame()
+        self.flag_box.setObjectName("flagBox")
+        self.flag_box.setStyleSheet("#flagBox { background: #fffbeb; border: 1px solid #f59e0b;"
+                                    " border-radius: 6px; } #flagBox QLabel { color: #78350f; }")
+        self.flag_label = QLabel()
+        self.flag_label.setWordWrap(True)
+        self.drop_button = button(self, sp.SP_TrashIcon, "Drop this face", self.drop_flagged)
+        self.keep_button = button(self, sp.SP_DialogApplyButton, "Keep it on purpose",
+                                  self.keep_flagged)
+        fb = QHBoxLayout(self.flag_box)
+        fb.addWidget(self.flag_label, 1)
+        fb.addWidget(self.drop_button)
+        fb.addWidget(self.keep_button)
+        self.flag_box.hide()
         self.progress = QProgressBar()
         self.progress.setFormat("Checking photos: %v of %m")
         self.progress.hide()
@@ -202,6 +298,7 @@ class EnrollDialog(QDialog):
         fl = QVBoxLayout(faces_box)
         fl.addLayout(source_row)
         fl.addWidget(self.thumbs, 1)
+        fl.addWidget(self.flag_box)
         fl.addWidget(self.progress)
         fl.addWidget(self.status)
         fl.addWidget(self.rejected_list)
@@ -209,10 +306,15 @@ class EnrollDialog(QDialog):
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
                                         | QDialogButtonBox.StandardButton.Cancel)
         self.save_button = self.buttons.button(QDialogButtonBox.StandardButton.Save)
+        # Enter saves wherever the focus is (a focused auto-default button would take
+        # Enter instead: Cancel, after the button that had the focus was hidden).
+        self.save_button.setDefault(True)
+        self.buttons.button(QDialogButtonBox.StandardButton.Cancel).setAutoDefault(False)
         self.buttons.accepted.connect(self.save)
         self.buttons.rejected.connect(self.reject)
         self.save_hint = QLabel()
         self.save_hint.setStyleSheet(HINT_STYLE)
+        self.save_hint.setWordWrap(True)
         bottom = QHBoxLayout()
         bottom.addWidget(self.save_hint, 1)
         bottom.addWidget(self.buttons)
@@ -222,7 +324,7 @@ class EnrollDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(faces_box, 1)
         layout.addLayout(bottom)
-        self.resize(640, 560)
+        fit_to_screen(self, QSize(660, 600))
         self._on_name_edit_text_changed(name)
         if existing:
             self.name_edit.setReadOnly(True)
@@ -239,8 +341,9 @@ class EnrollDialog(QDialog):
         return self.people.get(clean.casefold())
 
     def busy(self) -> bool:
-        """True while face checks or the save are running."""
-        return bool(self._pending) or self._saving
+        """True while face checks (each face, or the faces compared) or the save are running."""
+        return (bool(self._pending) or self._saving or self._checking_flags
+                or self._recheck_timer.isActive())
 
     def _on_name_edit_text_changed(self, text: str) -> None:
         person = None
@@ -271,6 +374,7 @@ class EnrollDialog(QDialog):
         else:
             self.add_existing_check.setText(f"Add these photos to the existing person "
                                             f"“{person.name}”")
+        self._schedule_recheck()  # the faces are now compared with someone else's
         self._update_state()
 
     def _update_state(self) -> None:
@@ -284,6 +388,7 @@ class EnrollDialog(QDialog):
         if person is not None:
             self.name_hint.setStyleSheet(HINT_STYLE if self.add_existing_check.isChecked()
                                          else ERROR_STYLE)
+        self._update_flag_box()
 
     def save_blocker(self) -> str | None:
         """Why Save is disabled, or None if it is enabled."""
@@ -302,7 +407,18 @@ class EnrollDialog(QDialog):
             return "Checking photos…"
         if not self.accepted_faces:
             return "Add at least one face."
+        if self._checking_flags or self._recheck_timer.isActive():
+            return "Comparing the faces…"
+        open_flags = self.unresolved_flags()
+        if open_flags:
+            n = len(open_flags)
+            return (f"{n} face{' is' if n == 1 else 's are'} flagged: drop "
+                    f"{'it' if n == 1 else 'them'} or keep {'it' if n == 1 else 'them'} on purpose.")
         return None
+
+    def unresolved_flags(self) -> list[str]:
+        """Keys of the flagged faces the user has neither dropped nor kept."""
+        return [a.key for a in self.accepted_faces if a.key in self.flags and a.key not in self.kept]
 
     # -- adding faces ----------------------------------------------------------------
     def _on_files_button_clicked(self) -> None:
@@ -345,10 +461,15 @@ class EnrollDialog(QDialog):
         frame = self.frame_provider() if self.frame_provider else None
         self.take_snapshot(frame)
 
-    def take_snapshot(self, frame: np.ndarray | None) -> None:
-        """Check one frame of the live feed: exactly one face, large and sharp enough."""
+    def take_snapshot(self, frame: np.ndarray | str | None) -> None:
+        """Check one frame of the live feed: exactly one face, large and sharp enough.
+
+        *frame* may instead say why there is no picture (a stopped source): that is shown.
+        """
         if frame is None:
-            self._set_status("No live picture: open a camera or a video first.", error=True)
+            frame = "No live picture: open a camera or a video first."
+        if isinstance(frame, str):
+            self._set_status(frame, error=True)
             return
         self._snapshots += 1
         n = self._snapshots
@@ -393,13 +514,17 @@ class EnrollDialog(QDialog):
 
     def _summarise(self) -> None:
         n_ok, n_bad = len(self.accepted_faces), self.rejected_list.count()
+        n_flag = len(self.unresolved_flags())
         parts = []
         if n_ok:
-            parts.append(f"{n_ok} face{'s' if n_ok != 1 else ''} ready to save")
+            parts.append(f"{n_ok} face{'s' if n_ok != 1 else ''} ready to save"
+                         + (f", {n_flag} of them flagged (see the warning)" if n_flag else ""))
         if n_bad:
             parts.append(f"{n_bad} photo{'s' if n_bad != 1 else ''} not used (reasons below)")
         if parts:
-            self._set_status("; ".join(parts) + ".", error=False, ok=n_bad == 0)
+            self._set_status("; ".join(parts) + ".", error=False, ok=n_bad == 0 and not n_flag)
+        elif not self._pending:
+            self._set_status("", error=False)
 
     def _accept(self, item: AcceptedFace) -> None:
         self.accepted_faces.append(item)
@@ -408,12 +533,123 @@ class EnrollDialog(QDialog):
             Qt.TransformationMode.SmoothTransformation)
         entry = QListWidgetItem(QIcon(pix), item.label)
         entry.setData(Qt.ItemDataRole.UserRole, item.key)
+        entry.setData(Qt.ItemDataRole.UserRole + 1, pix)
         entry.setToolTip(item.label)
         self.thumbs.addItem(entry)
         if not self._pending:
             self._summarise()
+        self._schedule_recheck()
         self._update_state()
         self.checked.emit()
+
+    # -- same-person checks ------------------------------------------------------------
+    def _schedule_recheck(self) -> None:
+        """Compare the faces again shortly (after the name or the set of faces changed)."""
+        if self._closed or self._saving:
+            return
+        self._check_seq += 1  # an answer already on its way is out of date
+        if self.accepted_faces:
+            self._recheck_timer.start()
+        else:
+            self._recheck_timer.stop()
+            self._apply_flags(self._check_seq, [], [])
+        self._update_state()
+
+    def _recheck(self) -> None:
+        """Run the same-person checks of the accepted faces, as they would be saved."""
+        faces = list(self.accepted_faces)
+        if not faces:
+            return
+        try:
+            name: str | None = normalize_name(self.name_edit.text())
+        except PersonError:
+            name = None  # no valid name yet: compare the faces with each other and everyone
+        seq = self._check_seq
+        keys = [a.key for a in faces]
+        embeddings = [a.face.embedding for a in faces]
+        self._checking_flags = True
+
+        def job(rec: Recognizer, reply: Reply) -> list[Flag | None]:
+            return rec.check_faces(name, embeddings)
+
+        def done(flags: list[Flag | None]) -> None:
+            if not self._closed:
+                self._apply_flags(seq, keys, flags)
+
+        def failed(message: str) -> None:
+            if not self._closed and seq == self._check_seq:
+                self._checking_flags = False
+                self._set_status(f"The faces could not be compared: {message}", error=True)
+                self._update_state()
+
+        self.worker.call(job, on_done=done, on_error=failed)
+
+    def _apply_flags(self, seq: int, keys: list[str], flags: list[Flag | None]) -> None:
+        if seq != self._check_seq:
+            return  # the faces or the name changed meanwhile: a newer check follows
+        self._checking_flags = False
+        self.flags = {k: f for k, f in zip(keys, flags) if f is not None}
+        self.kept &= set(self.flags)
+        self._refresh_thumbs()
+        if not self._pending:
+            self._summarise()
+        self._update_state()
+        self.flags_checked.emit()
+
+    def _refresh_thumbs(self) -> None:
+        for i in range(self.thumbs.count()):
+            item = self.thumbs.item(i)
+            key = item.data(Qt.ItemDataRole.UserRole)
+            pix = item.data(Qt.ItemDataRole.UserRole + 1)
+            label = next((a.label for a in self.accepted_faces if a.key == key), item.text())
+            flag = self.flags.get(key)
+            if flag is None:
+                item.setIcon(QIcon(pix))
+                item.setText(label)
+                item.setToolTip(label)
+            else:
+                kept = key in self.kept
+                item.setIcon(flagged_icon(pix, kept))
+                item.setText(f"{label} (kept)" if kept else f"⚠ {label}")
+                item.setToolTip(f"{label}: {flag.reason}" + (" (kept on purpose)" if kept else ""))
+        self._update_flag_box()
+
+    def current_flagged(self) -> str | None:
+        """The flagged face the warning panel is about: the selected one, else the first."""
+        for item in self.thumbs.selectedItems():
+            key = item.data(Qt.ItemDataRole.UserRole)
+            if key in self.flags:
+                return str(key)
+        open_flags = self.unresolved_flags()
+        return open_flags[0] if open_flags else None
+
+    def _update_flag_box(self) -> None:
+        key = self.current_flagged()
+        if key is None:
+            self.flag_box.hide()
+            return
+        label = next(a.label for a in self.accepted_faces if a.key == key)
+        flag = self.flags[key]
+        kept = key in self.kept
+        self.flag_label.setText(f"<b>{label}</b> {flag.reason}."
+                                + (" Kept on purpose." if kept else
+                                   " Is it really this person?"))
+        self.keep_button.setEnabled(not kept)
+        self.flag_box.show()
+
+    def drop_flagged(self) -> None:
+        """Drop the flagged face the warning panel is about."""
+        key = self.current_flagged()
+        if key is not None:
+            self._remove_keys({key})
+
+    def keep_flagged(self) -> None:
+        """Keep the flagged face the warning panel is about, on purpose."""
+        key = self.current_flagged()
+        if key is not None:
+            self.kept.add(key)
+            self._refresh_thumbs()
+            self._update_state()
 
     def _reject(self, reason: str, snapshot: bool = False) -> None:
         self.rejected.append(reason)
@@ -436,10 +672,19 @@ class EnrollDialog(QDialog):
 
     def remove_selected(self) -> None:
         """Drop the selected thumbnails; they will not be saved."""
-        keys = {it.data(Qt.ItemDataRole.UserRole) for it in self.thumbs.selectedItems()}
-        for it in self.thumbs.selectedItems():
-            self.thumbs.takeItem(self.thumbs.row(it))
+        self._remove_keys({it.data(Qt.ItemDataRole.UserRole) for it in self.thumbs.selectedItems()})
+
+    def _remove_keys(self, keys: set[str]) -> None:
+        for i in reversed(range(self.thumbs.count())):
+            if self.thumbs.item(i).data(Qt.ItemDataRole.UserRole) in keys:
+                self.thumbs.takeItem(i)
         self.accepted_faces = [a for a in self.accepted_faces if a.key not in keys]
+        for key in keys:
+            self.flags.pop(key, None)
+        self._refresh_thumbs()
+        self._schedule_recheck()  # the others are compared without the dropped faces
+        if not self._pending:
+            self._summarise()
         self._update_state()
 
     # -- saving ----------------------------------------------------------------------
@@ -452,7 +697,8 @@ class EnrollDialog(QDialog):
         new_person = self.existing_person() is None or not self.add_existing_check.isChecked()
         self._saving = True
         self._update_state()
-        self._set_status(f"Saving {len(faces)} face(s) for {name}…", error=False)
+        self._set_status(f"Saving {len(faces)} face{'s' if len(faces) != 1 else ''} for {name}…",
+                         error=False)
 
         def job(rec: Recognizer, reply: Reply) -> Person:
             return rec.enroll(name, faces, new_person=new_person)
@@ -475,11 +721,47 @@ class EnrollDialog(QDialog):
         self._set_status(f"Nothing was saved: {message}", error=True)
         self._update_state()
 
+    # -- closing ---------------------------------------------------------------------
+    def _ask_discard(self, n: int) -> bool:
+        answer = QMessageBox.question(
+            self, "Discard the faces?",
+            f"{n} face{'s have' if n != 1 else ' has'} not been saved. Close and discard "
+            f"{'them' if n != 1 else 'it'}?",
+            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel)
+        return answer == QMessageBox.StandardButton.Discard
+
+    def confirm_discard(self) -> bool:
+        """True if the dialog may close: no unsaved faces, or the user lets them go."""
+        if self._discard_confirmed or self._closed or not self.accepted_faces:
+            return True
+        self._discard_confirmed = self._ask_discard(len(self.accepted_faces))
+        return self._discard_confirmed
+
+    def reject(self) -> None:  # noqa: D102 - Esc, Cancel and the window's close button
+        if self._saving or self.confirm_discard():
+            super().reject()
+
     def done(self, result: int) -> None:  # noqa: D102 - cancel checks still queued
         if self._saving and result != QDialog.DialogCode.Accepted:
             return  # the save is one transaction in flight: wait for its answer
         self._closed = True
+        self._recheck_timer.stop()
         for reply in self._pending:
             reply.cancel()
         self._pending.clear()
         super().done(result)
+
+    # -- drag and drop ---------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: D102
+        if not self._saving and local_files(event):
+            event.acceptProposedAction()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: ANN001, D102
+        event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: D102
+        files = local_files(event)
+        if files and not self._saving:
+            event.acceptProposedAction()
+            self.add_files(files)

@@ -1,18 +1,22 @@
-"""The settings dialog: strictness, detection confidence, search, camera, threads."""
+"""The settings dialog: strictness, detection, camera, threads, log, expert, shared gallery."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import replace
 
+from PySide6.QtCore import QSize
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -21,6 +25,7 @@ from PySide6.QtWidgets import (
 from app.config import DEFAULT_FALSE_ACCEPT, Settings
 from app.pipeline.decision import describe_target, load_calibration
 from app.pipeline.errors import ModelError
+from app.ui.screen import fit_to_screen
 
 #: Strictness choices: the share of strangers who may be named.
 STRICTNESS = (0.01, 0.005, 0.001, 0.0001, 0.00001)
@@ -126,7 +131,36 @@ class SettingsDialog(QDialog):
             self.restore_defaults)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self._build_log_group(s))
+        layout.addWidget(self._build_expert_group(s))
+        layout.addWidget(self._shared_gallery_group(s))
         layout.addWidget(buttons)
+        fit_to_screen(self, QSize(560, self.sizeHint().height()))
+
+    # Groups added after the recognition settings, each on its own (easy to merge).
+    def _build_log_group(self, s: Settings) -> QGroupBox:
+        self.retention = QSpinBox()
+        self.retention.setRange(0, 3650)
+        self.retention.setSuffix(" days")
+        self.retention.setSpecialValueText("Keep every row")
+        self.retention.setValue(s.log_retention_days)
+        self.retention.setToolTip("Rows of the recognition log older than this are deleted "
+                                  "(when the app starts, and every hour).")
+        box = QGroupBox("Recognition log")
+        form = QFormLayout(box)
+        form.addRow("Keep rows for:", self.retention)
+        return box
+
+    def _build_expert_group(self, s: Settings) -> QGroupBox:
+        self.show_candidates = QCheckBox("Show the best candidate of Unknown faces")
+        self.show_candidates.setChecked(s.show_candidates)
+        self.show_candidates.setToolTip(
+            "Label an Unknown face with the enrolled person it resembles most and their "
+            "score, e.g. “Unknown · Ada? 0.47”: how close it came to being named.")
+        box = QGroupBox("Expert")
+        lay = QVBoxLayout(box)
+        lay.addWidget(self.show_candidates)
+        return box
 
     def _update_hint(self) -> None:
         """Say what the strictness means now, in raw scores, for experts."""
@@ -148,6 +182,36 @@ class SettingsDialog(QDialog):
                     f"{cal.threshold(100, rate):.3f} with 100.")
         self.rule_hint.setText(text)
 
+    # -- the shared gallery -----------------------------------------------------------
+    def _shared_gallery_group(self, s: Settings) -> QGroupBox:
+        """Where the gallery lives: this computer, or a PostgreSQL database shared by many."""
+        from app.pipeline.pgstore import mask_url
+
+        box = QGroupBox("Shared gallery")
+        box.setObjectName("sharedGalleryGroup")
+        self.store_url = QLineEdit()
+        self.store_url.setObjectName("storeUrl")
+        self.store_url.setPlaceholderText("postgresql://user@host/facerec (empty: this computer only)")
+        # A password in the saved URL is never shown; left untouched, it is kept.
+        self._store_masked = mask_url(s.store) if s.store else ""
+        self.store_url.setText(self._store_masked)
+        self.store_url.setClearButtonEnabled(True)
+        note = QLabel("Every workstation with the same URL shares one gallery and one recognition "
+                      "log. Keep the password in ~/.pgpass or a service file, not here. Takes "
+                      "effect the next time facerec starts; --store and FACEREC_STORE override it.")
+        note.setWordWrap(True)
+        note.setStyleSheet("color: #6b7280;")
+        inner = QVBoxLayout(box)
+        inner.addWidget(self.store_url)
+        inner.addWidget(note)
+        return box
+
+    def _store_value(self) -> str:
+        text = self.store_url.text().strip()
+        if text and text == self._store_masked:
+            return self._original.store
+        return text
+
     def restore_defaults(self) -> None:
         """Put every field back to its default."""
         d = Settings()
@@ -158,6 +222,8 @@ class SettingsDialog(QDialog):
         self.width_box.setValue(d.camera_width)
         self.height_box.setValue(d.camera_height)
         self.threads.setValue(d.threads)
+        self.retention.setValue(d.log_retention_days)
+        self.show_candidates.setChecked(d.show_candidates)
 
     def settings(self) -> Settings:
         """The settings as edited."""
@@ -170,4 +236,7 @@ class SettingsDialog(QDialog):
             camera_width=self.width_box.value(),
             camera_height=self.height_box.value(),
             threads=self.threads.value(),
+            log_retention_days=self.retention.value(),
+            show_candidates=self.show_candidates.isChecked(),
+            store=self._store_value(),
         ).validated()

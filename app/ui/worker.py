@@ -24,7 +24,7 @@ results still come out in order. When no frame is waiting (the usual case: a cam
 delivers 30 frames a second) each frame is finished at once, so nothing waits for the
 next frame to be shown. A finished frame that the GUI is too busy to take is kept until
 it is free, unless a newer one finishes first. The pipeline is drained before any job
-runs, so jobs see the recognizer idle.
+runs and before the gallery is followed, so those see the recognizer idle.
 
 Methods on a `QThread` subclass run in the *caller's* thread: everything public here
 only sets an `Event` or puts a job on the queue.
@@ -46,11 +46,14 @@ import numpy as np
 from PySide6.QtCore import QObject, QThread, QTimer, Signal
 
 from app.config import Paths, Settings
-from app.pipeline.errors import FacerecError, SourceError
+from app.pipeline.appearances import AppearanceLog, prune
+from app.pipeline.errors import FacerecError, SourceError, StoreError
 from app.pipeline.sources import LatestFrameGrabber, ReadAhead, SourceSpec, VideoSource, list_cameras
+from app.pipeline.tracking import FaceTracker
 
 if TYPE_CHECKING:
     from app.pipeline.recognizer import Recognizer
+    from app.pipeline.store import Sighting
     from app.pipeline.stream import Processed, StreamPipeline
     from app.pipeline.types import FrameResult
 
@@ -65,8 +68,13 @@ JOB_BUDGET_S = 0.08
 LIVE_TIMEOUT_S = 5.0
 #: Poll interval of the idle loop and of short waits (bounds how long `stop` takes).
 POLL_S = 0.05
-#: Seconds between checks for changes another process made to the store.
-STORE_CHECK_S = 2.0
+#: Seconds between checks for changes another process or workstation made to the store
+#: (one cheap local query; a shared gallery's mirror is kept current in the background).
+STORE_CHECK_S = 0.5
+#: Seconds between writes of the recognition log (a new appearance is written at once).
+LOG_FLUSH_S = 1.0
+#: Seconds between applications of the log's retention setting.
+PRUNE_EVERY_S = 3600.0
 
 RecognizerFactory = Callable[[Paths, Settings], "Recognizer"]
 
@@ -101,6 +109,12 @@ class FramePayload:
         sources, the number of frames processed since the source opened.
     dropped : int
         Frames dropped so far on this source (pipeline or GUI busy).
+    frame_count : int or None
+        Frames in a video file (None for live sources, or if the file does not say).
+    paused : bool
+        The video file is paused on this frame.
+    source_fps : float
+        The source's own frame rate (a file's position in seconds is position / fps).
     """
 
     frame: np.ndarray
@@ -110,6 +124,9 @@ class FramePayload:
     live: bool
     position: int = 0
     dropped: int = 0
+    frame_count: int | None = None
+    paused: bool = False
+    source_fps: float = 0.0
 
 
 class Reply(QObject):
@@ -176,6 +193,12 @@ class PipelineWorker(QThread):
     cameras_found = Signal(object, bool)
     #: Enrolled people changed (list of `Person`), after enroll, rename or remove.
     people_changed = Signal(object)
+    #: Rows of the recognition log that started or changed (list of `Sighting`).
+    log_rows = Signal(object)
+    #: A video file was paused (True) or resumed (False).
+    paused_changed = Signal(bool)
+    #: A shared gallery went away (epoch seconds it did) or came back (None).
+    store_status = Signal(object)
 
     #: Every worker ever created (weakly), so tests can check none is left running.
     instances: weakref.WeakSet[PipelineWorker] = weakref.WeakSet()
@@ -206,8 +229,15 @@ class PipelineWorker(QThread):
         self._position = 0
         self._last_frame_at = 0.0
         self._live_count = 0
+        self._tracker = FaceTracker()
         self._checked_store_at = 0.0
+        self._offline_since: float | None = None
         self._stamps: deque[float] = deque(maxlen=64)
+        self._paused = False
+        self._journal = AppearanceLog()
+        self._journal_at = 0.0
+        self._new_log_row = False
+        self._pruned_at = -PRUNE_EVERY_S
         self.frames_processed = 0
         self.frames_dropped = 0
         PipelineWorker.instances.add(self)
@@ -248,15 +278,42 @@ class PipelineWorker(QThread):
             # Answer on the next turn of the event loop, not now: the caller has not yet
             # stored the reply it is about to receive.
             message = self.failure or "recognition is not running"
-            QTimer.singleShot(0, lambda: reply.failed.emit(message))
+            QTimer.singleShot(0, reply, lambda: reply.failed.emit(message))
         else:
             self._jobs.put((job, reply, people_changed))
         return reply
 
-    def open_source(self, source: SourceSpec | str | int) -> None:
-        """Close the current source (if any) and play *source*."""
+    def open_source(self, source: SourceSpec | str | int, start_at: int = 0) -> None:
+        """Close the current source (if any) and play *source* (a file from frame *start_at*)."""
         spec = source if isinstance(source, SourceSpec) else SourceSpec.parse(source)
-        self._internal(lambda rec, reply: self._do_open(rec, spec))
+        self._internal(lambda rec, reply: self._do_open(rec, spec, start_at))
+
+    def pause(self) -> None:
+        """Hold a video file on its current frame (live sources cannot pause)."""
+        self._internal(lambda rec, reply: self._do_pause(True))
+
+    def resume(self) -> None:
+        """Play a paused video file on from where it was."""
+        self._internal(lambda rec, reply: self._do_pause(False))
+
+    def seek(self, frame: int) -> None:
+        """Jump to frame *frame* of a video file; a paused file shows that frame."""
+        self._internal(lambda rec, reply: self._do_seek(rec, frame))
+
+    def clear_log(self, on_done: Callable[[Any], None] | None = None,
+                  on_error: Callable[[str], None] | None = None) -> Reply:
+        """Delete every row of the recognition log; the faces in view start new rows."""
+        def job(rec: Recognizer, reply: Reply) -> int:
+            n = rec.store.clear_sightings()
+            self._journal.reset()
+            return n
+
+        return self.call(job, on_done=on_done, on_error=on_error)
+
+    @property
+    def tracker(self) -> FaceTracker:
+        """The current stream's tracker. Worker thread only: for jobs (corrections)."""
+        return self._tracker
 
     def close_source(self) -> None:
         """Stop playing and release the camera or file."""
@@ -276,7 +333,10 @@ class PipelineWorker(QThread):
 
         def job(rec: Recognizer, reply: Reply) -> None:
             rec.apply_settings(settings)
+            retention_changed = settings.log_retention_days != self._settings.log_retention_days
             self._settings = settings
+            if retention_changed:
+                self._prune_log(rec)
 
         self._internal(job)
 
@@ -314,11 +374,15 @@ class PipelineWorker(QThread):
             return
         failure = None
         try:
+            self._prune_log(rec)  # before the window shows the log
             self.ready.emit(rec.people())
             while not self._stop.is_set():
                 self._run_jobs(rec, JOB_BUDGET_S)
-                if self._source is None:
+                if self._source is None or self._paused:
+                    self._settle()  # a frame in flight when the file was paused is shown
+                    self._show_ready()
                     self._wait_for_job(rec, 0.25)
+                    self._housekeeping(rec)
                 else:
                     self._step(rec)
         except Exception as exc:
@@ -326,6 +390,7 @@ class PipelineWorker(QThread):
             failure = f"unexpected {type(exc).__name__}: {exc}"
         finally:
             self._do_close(emit=False)
+            self._publish_log(rec)
             try:
                 rec.close()
             except Exception:
@@ -347,11 +412,31 @@ class PipelineWorker(QThread):
             if item is not None:
                 item[1].failed.emit(failure or "recognition has stopped")
 
+    def _check_store(self, rec: Recognizer) -> None:
+        """Follow changes made elsewhere, and say when a shared gallery goes or returns."""
+        now = time.monotonic()
+        if now - self._checked_store_at <= STORE_CHECK_S:
+            return
+        # Another facerec process (the CLI, a second window, another workstation) may have
+        # changed the gallery; one cheap query tells, and the index catches up only then.
+        self._checked_store_at = now
+        self._settle()
+        try:
+            if rec.refresh():
+                self.people_changed.emit(rec.people())
+        except FacerecError as exc:  # e.g. the store is locked for long: try again later
+            log.warning("could not follow changes to the gallery: %s", exc)
+        since = rec.store.offline_since
+        if since != self._offline_since:
+            self._offline_since = since
+            self.store_status.emit(since)
+
     def _wait_for_job(self, rec: Recognizer, timeout: float) -> None:
         try:
             item = self._jobs.get(timeout=timeout)
         except queue.Empty:
             return
+        self._settle()
         if item is not None:
             self._execute(rec, *item)
 
@@ -385,10 +470,88 @@ class PipelineWorker(QThread):
         if people_changed:
             self.people_changed.emit(rec.people())
 
+    # -- store and recognition log (worker thread) --------------------------------
+    def _housekeeping(self, rec: Recognizer) -> None:
+        """Between frames or while idle: follow the store, write the log, apply retention."""
+        self._check_store(rec)
+        now = time.monotonic()
+        if self._journal.has_pending and (self._new_log_row or now - self._journal_at >= LOG_FLUSH_S):
+            self._publish_log(rec)
+        if now - self._pruned_at > PRUNE_EVERY_S:
+            self._prune_log(rec)
+
+    def _log_frame(self, result: FrameResult) -> None:
+        """Account for a finished frame in the recognition log (frames in order).
+
+        A new row (someone came into view) is written and shown by the next
+        `_housekeeping`, before the next frame is processed.
+        """
+        if self._journal.update(result):
+            self._new_log_row = True
+
+    def _publish_log(self, rec: Recognizer) -> None:
+        """Write the log rows that changed and hand them to the GUI."""
+        self._journal_at = time.monotonic()
+        self._new_log_row = False
+        rows: list[Sighting] = self._journal.pending()
+        if not rows:
+            return
+        try:
+            self._journal.flush(rec.store)
+        except StoreError as exc:  # the rows stay pending: written on the next try
+            log.warning("recognition log not written yet: %s", exc)
+        self.log_rows.emit(rows)
+
+    def _prune_log(self, rec: Recognizer) -> None:
+        self._pruned_at = time.monotonic()
+        try:
+            prune(rec.store, self._settings.log_retention_days)
+        except StoreError as exc:
+            log.warning("recognition log not pruned: %s", exc)
+
     # -- sources (worker thread) ---------------------------------------------------
-    def _do_open(self, rec: Recognizer, spec: SourceSpec) -> None:
+    def _do_pause(self, paused: bool) -> None:
+        if self._source is None or self._grabber is not None or paused == self._paused:
+            return  # nothing to pause, a live source, or already so
+        self._paused = paused
+        if not paused:  # pace on from here, not from where the file was paused
+            self._play_start = time.monotonic() - self._position / self._source.fps
+        self.paused_changed.emit(paused)
+
+    def _do_seek(self, rec: Recognizer, frame: int) -> None:
+        if self._reader is None or self._spec is None or self._pipe is None:
+            return  # nothing playing, or a live source
+        # The file is decoded ahead on the reader's thread, which alone may touch its
+        # capture: open the file again at *frame* and give it a new reader.
+        s = self._settings
+        try:
+            source = VideoSource(self._spec, s.camera_width, s.camera_height)
+        except SourceError as exc:
+            log.warning("cannot seek %s: %s", self._spec.describe(), exc)
+            return
+        if not source.seek(frame):
+            source.close()
+            return
+        self._pipe.close()  # the frame in flight belongs to another moment: dropped
+        self._ready = None
+        self._reader.close()
+        self._source, self._reader = source, ReadAhead(source)
+        self._position = frame if source.frame_count is None else min(frame, source.frame_count - 1)
+        self._play_start = time.monotonic() - self._position / source.fps
+        self._tracker.reset()  # the faces of another moment
+        self._pipe = self._new_pipe(rec)
+        if self._paused:  # show the frame sought, and stay there
+            shown = self._reader.read()
+            if shown is not None:
+                self._position += 1
+                self._process_frame(shown, force=True)
+
+    def _new_pipe(self, rec: Recognizer) -> StreamPipeline:
         from app.pipeline.stream import StreamPipeline
 
+        return StreamPipeline(rec, self._tracker)
+
+    def _do_open(self, rec: Recognizer, spec: SourceSpec, start_at: int = 0) -> None:
         self._do_close(emit=False)
         self._spec = spec
         log.info("opening %s", spec.describe())
@@ -404,15 +567,22 @@ class PipelineWorker(QThread):
             self.source_failed.emit(spec, f"{spec.describe()}: {type(exc).__name__}: {exc}")
             return
         self._source = source
+        self._play_start = self._last_frame_at = time.monotonic()
+        self._position = 0
+        if start_at > 0 and source.seek(start_at):  # a stopped file resumes where it was
+            self._position = source.frames_read
+            self._play_start -= self._position / source.fps
+        # From here on a thread of its own reads the source (and releases it).
         if source.is_live:
             self._grabber = LatestFrameGrabber(source)
         else:
             self._reader = ReadAhead(source)
-        self._play_start = self._last_frame_at = time.monotonic()
-        self._position = 0
         self._live_count = 0
-        self._pipe = StreamPipeline(rec)  # with a new tracker: tracks belong to one stream
+        self._tracker = FaceTracker()  # tracks belong to one stream
+        self._pipe = self._new_pipe(rec)
         self._ready = None
+        self._journal.start(spec.describe())  # new tracker, new track ids: new appearances
+        self._paused = False
         self._stamps.clear()
         self.frames_dropped = 0
         self._gui_busy.clear()
@@ -492,7 +662,7 @@ class PipelineWorker(QThread):
         """True if the next frame can be read at once (then the pipeline overlaps)."""
         if self._grabber is not None:
             return self._grabber.has_new()
-        if self._source is None:
+        if self._source is None or self._paused:
             return False
         return self._play_start + self._position / self._source.fps <= time.monotonic()
 
@@ -523,33 +693,43 @@ class PipelineWorker(QThread):
         frame = self._next_frame()
         if frame is False:
             return
-        pipe = self._pipe
-        assert pipe is not None
         if frame is None:
             log.info("%s ended", self._spec.describe() if self._spec else "video")
-            self._collect(pipe.finish())
-            self._show_ready()
+            self._settle()
+            self._show_ready(force=True)
             self._do_close(emit=False)
             self.source_ended.emit()
             return
         assert isinstance(frame, np.ndarray)
+        self._housekeeping(rec)
+        self._process_frame(frame)
+
+    def _process_frame(self, frame: np.ndarray, force: bool = False) -> None:
+        """Push one frame through the pipeline; emit the newest finished one.
+
+        A frame read while the GUI is still busy is dropped (unless *force*). A forced
+        frame is one shown while paused (a seek): it is finished and emitted at once, and
+        it is not a sighting in time, so the recognition log does not count it.
+        """
+        pipe = self._pipe
+        assert pipe is not None
         now = time.monotonic()
         self._last_frame_at = now
         self._show_ready()
-        if not self._gui_free(now):
+        if not force and not self._gui_free(now):
             self.frames_dropped += 1  # the GUI is still painting the last one: drop
             self._collect(pipe.finish())  # shown once the GUI is free
             return
         if self._grabber is not None:
             self._live_count += 1
-        if now - self._checked_store_at > STORE_CHECK_S:
-            # Another facerec process (the CLI, a second window) may have changed the
-            # store; one cheap query tells, and the index is reloaded only then.
-            self._checked_store_at = now
-            self._settle()
-            if rec.refresh():
-                self.people_changed.emit(rec.people())
         position = self._live_count if self._grabber is not None else self._position - 1
+        if force:
+            self._settle()
+            for p in pipe.push(frame, position) + pipe.finish():
+                self._count(p)
+                self._ready = p
+            self._show_ready(force=True)
+            return
         self._collect(pipe.push(frame, position))
         if not self._frame_waiting():
             self._collect(pipe.finish())  # nothing else to do: show this frame now
@@ -560,17 +740,21 @@ class PipelineWorker(QThread):
         if self._pipe is not None:
             self._collect(self._pipe.finish())
 
+    def _count(self, p: Processed) -> None:
+        self.frames_processed += 1
+        self._stamps.append(time.monotonic())
+        if self.frames_processed % 100 == 0:
+            log.info("%.1f fps, %.0f ms per frame, %d dropped", self._fps(),
+                     p.result.timings.get("total", 0.0), self.frames_dropped)
+
     def _collect(self, done: list[Processed]) -> None:
-        """Count finished frames; keep the newest for the GUI (older ones are dropped)."""
+        """Count and log finished frames; keep the newest for the GUI (older are dropped)."""
         for p in done:
-            self.frames_processed += 1
-            self._stamps.append(time.monotonic())
+            self._count(p)
+            self._log_frame(p.result)
             if self._ready is not None:
                 self.frames_dropped += 1  # superseded before the GUI could take it
             self._ready = p
-            if self.frames_processed % 100 == 0:
-                log.info("%.1f fps, %.0f ms per frame, %d dropped", self._fps(),
-                         p.result.timings.get("total", 0.0), self.frames_dropped)
 
     def _fps(self) -> float:
         if len(self._stamps) < 2:
@@ -580,15 +764,17 @@ class PipelineWorker(QThread):
         span = self._stamps[-1] - self._stamps[0]
         return (len(self._stamps) - 1) / span if span > 0 else 0.0
 
-    def _show_ready(self) -> None:
-        """Emit the newest finished frame if the GUI can take it."""
+    def _show_ready(self, force: bool = False) -> None:
+        """Emit the newest finished frame if the GUI can take it (or if *force*)."""
         ready = self._ready
-        if ready is None or not self._gui_free(time.monotonic()):
+        if ready is None or not (force or self._gui_free(time.monotonic())):
             return
         self._ready = None
+        live = self._grabber is not None
         self._busy_since = time.monotonic()
         self._gui_busy.set()
-        live = self._grabber is not None
         self.result_ready.emit(FramePayload(
             ready.frame, ready.result, self._fps(), self._spec.describe() if self._spec else "",
-            live, ready.tag, self.frames_dropped))
+            live, ready.tag, self.frames_dropped,
+            None if live or self._source is None else self._source.frame_count, self._paused,
+            self._source.fps if self._source is not None else 0.0))

@@ -122,3 +122,24 @@ def test_stream_that_ends_mid_way(capsys, data_dir: Path, face_video: Path, tmp_
 def test_missing_camera(capsys, data_dir: Path) -> None:
     code, _, err = run(capsys, data_dir, "watch", "9")
     assert code == 1 and "camera 9 not found" in err
+
+
+def test_probing_for_cameras_prints_nothing(tmp_path: Path) -> None:
+    """Without a camera, OpenCV would print an "[ERROR] ... Camera index out of range" line
+    per index tried; probing says nothing, and a missing camera is one line of ours."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    probe = subprocess.run(
+        [sys.executable, "-c", "from app.pipeline.sources import list_cameras; "
+                               "print(list_cameras(max_index=6))"],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0 and probe.stderr == ""
+    if probe.stdout.strip() != "[]":
+        pytest.skip("this machine has a camera")
+    missing = subprocess.run([sys.executable, "-m", "app", "--data-dir", str(tmp_path), "watch", "5"],
+                             cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1
+    assert missing.stderr == "facerec: error: camera 5 not found or busy\n"

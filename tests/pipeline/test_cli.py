@@ -260,3 +260,125 @@ def test_subprocess_exit_codes_and_no_traceback(data_dir: Path, tmp_path: Path) 
     assert "Traceback" not in bad.stderr
     usage = subprocess.run([*exe, "frobnicate"], env=env, cwd=REPO, capture_output=True, text=True)
     assert usage.returncode == 2 and "invalid choice" in usage.stderr
+
+
+# -- one policy: names, existing people, same-person checks, per-face commands -----------
+
+@pytest.mark.parametrize("args", [
+    ["enroll", "", str(FR / "obama.jpg")],
+    ["enroll", "   ", str(FR / "obama.jpg")],
+    ["enroll", "x" * 65, str(FR / "obama.jpg")],
+    ["enroll", "tab\tand\x07bell", str(FR / "obama.jpg")],
+    ["rename", "Obama", ""],
+    ["rename", "", "Obama"],
+    ["remove", ""],
+    ["faces", " "],
+    ["move-face", "1", "--to", ""],
+])
+def test_an_empty_or_invalid_name_is_a_usage_error(capsys, data_dir: Path, args: list[str]) -> None:
+    code, _, err = run(capsys, data_dir, *args)
+    assert code == 2 and err.startswith("facerec: error: a name ") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_adding_to_an_existing_person_is_said(capsys, data_dir: Path) -> None:
+    code, out, _ = run(capsys, data_dir, "enroll", "Obama", FR / "obama.jpg")
+    assert code == 0 and out.strip() == "enrolled 1 face(s) for Obama (a new person)"
+    code, out, _ = run(capsys, data_dir, "enroll", "OBAMA", FR / "obama2.jpg")
+    assert code == 0
+    assert out.strip() == "added 1 face(s) to the existing person Obama (2 in total)"
+
+
+def test_a_flagged_face_is_refused_unless_forced(capsys, data_dir: Path) -> None:
+    run(capsys, data_dir, "enroll", "Obama", FR / "obama.jpg", FR / "obama2.jpg")
+    before = store_state(capsys, data_dir)
+    code, out, err = run(capsys, data_dir, "enroll", "Obama", FR / "biden.jpg")
+    assert code == 1 and out == ""
+    refusal = err.splitlines()[0]
+    assert refusal.startswith(f"facerec: error: {FR / 'biden.jpg'}: does not look like Obama's "
+                              "other 2 faces (similarity 0.")
+    assert refusal.endswith("not saved to Obama (check it, or pass --force)")
+    assert store_state(capsys, data_dir) == before
+    # Good photos in the same call are saved; the flagged one is not; exit 1 says so.
+    code, out, err = run(capsys, data_dir, "enroll", "Obama", FR / "obama3.jpg", FR / "biden.jpg")
+    assert code == 1 and "added 1 face(s) to the existing person Obama (3 in total)" in out
+    assert "biden.jpg: does not look like" in err
+    # Someone already enrolled, under a new name.
+    run(capsys, data_dir, "enroll", "Joe Biden", FR / "biden.jpg")
+    code, _, err = run(capsys, data_dir, "enroll", "Lin Manuel", FR / "biden.jpg")
+    assert code == 1 and "biden.jpg: looks like Joe Biden, who is already enrolled (similarity 1.00)" in err
+    # "I know": --force stores it, with a warning.
+    code, out, err = run(capsys, data_dir, "enroll", "Lin Manuel", FR / "biden.jpg", "--force")
+    assert code == 0 and "enrolled 1 face(s) for Lin Manuel (a new person)" in out
+    assert err.startswith("warning: ") and "saved to Lin Manuel anyway (--force)" in err
+
+
+def test_faces_list_remove_and_move_by_id(capsys, data_dir: Path) -> None:
+    run(capsys, data_dir, "enroll", "Obama", FR / "obama.jpg", FR / "obama2.jpg", FR / "obama3.jpg")
+    run(capsys, data_dir, "enroll", "Obama", FR / "biden.jpg", "--force")  # a mistake
+    code, out, _ = run(capsys, data_dir, "faces", "obama", "--json")
+    assert code == 0
+    faces = json.loads(out)
+    assert [f["source"] for f in faces] == ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"]
+    assert [f["flag"] is not None for f in faces] == [False, False, False, True]
+    ids = {f["source"]: f["id"] for f in faces}
+    code, out, _ = run(capsys, data_dir, "faces", "Obama")
+    lines = out.splitlines()
+    assert len(lines) == 4 and lines[3].split()[:2] == [str(ids["biden.jpg"]), "biden.jpg"]
+    assert "flagged: does not look like Obama's other 3 faces" in lines[3]
+    # Moving an Obama photo to a new Biden is refused (it looks like Obama)...
+    code, _, err = run(capsys, data_dir, "move-face", ids["obama3.jpg"], "--to", "Joe Biden")
+    assert code == 1 and f"face {ids['obama3.jpg']}: looks like Obama, who is already enrolled" in err
+    # ... the wrong face moves to its own person.
+    code, out, _ = run(capsys, data_dir, "move-face", ids["biden.jpg"], "--to", "Joe Biden")
+    assert code == 0 and out.strip() == (f"moved face {ids['biden.jpg']} to a new person "
+                                         "Joe Biden (1 in total)")
+    assert names(identify(capsys, data_dir, FR / "biden.jpg")) == [["Joe Biden"]]
+    code, out, _ = run(capsys, data_dir, "remove-face", ids["obama3.jpg"])
+    assert code == 0 and out.strip() == f"removed face {ids['obama3.jpg']} from Obama (2 left)"
+    code, _, err = run(capsys, data_dir, "remove-face", 9999)
+    assert code == 1 and "no face with id 9999" in err
+    code, _, err = run(capsys, data_dir, "faces", "Nobody")
+    assert code == 1 and "no person named 'Nobody'" in err
+    with pytest.raises(SystemExit) as exc:
+        main(["--data-dir", str(data_dir), "remove-face", "seven"])
+    assert exc.value.code == 2
+
+
+def test_import_refuses_flagged_faces(capsys, data_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "people"
+    for person, photos in {"Obama": [FR / "obama.jpg", FR / "obama2.jpg", FR / "biden.jpg"],
+                           "Jolie": [DEEPFACE / "img1.jpg", DEEPFACE / "img4.jpg"]}.items():
+        (root / person).mkdir(parents=True)
+        for p in photos:
+            shutil.copy(p, root / person / p.name)
+    code, out, err = run(capsys, data_dir, "import", root)
+    assert code == 1
+    assert ("imported 4 face(s) for 2 people; skipped 0 file(s); refused 1 face(s) that failed "
+            "the same-person checks") in out
+    assert "biden.jpg: does not look like Obama's other 2 faces" in err
+    code, out, _ = run(capsys, data_dir, "people", "--json")
+    assert {p["name"]: p["faces"] for p in json.loads(out)} == {"Jolie": 2, "Obama": 2}
+
+
+def test_watch_log_writes_the_recognition_log(capsys, data_dir: Path, face_video: Path) -> None:
+    run(capsys, data_dir, "enroll", "Obama", FR / "obama.jpg")
+    code, _, err = run(capsys, data_dir, "watch", face_video)
+    assert code == 0
+    code, out, _ = run(capsys, data_dir, "log", "--json")
+    assert code == 0 and json.loads(out) == []  # watch logs only when asked
+    code, _, err = run(capsys, data_dir, "watch", face_video, "--log")
+    assert code == 0 and "recognition log: 3 appearance(s) written" in err
+    code, out, _ = run(capsys, data_dir, "log", "--json")
+    rows = json.loads(out)
+    # Obama once, then Biden and the stranger, each a stranger with a track of their own.
+    assert [r["name"] for r in rows] == [None, None, "Obama"]
+    assert len({r["track"] for r in rows}) == 3 and rows[2]["similarity"] > 0.5
+    assert all(r["source"] == face_video.name for r in rows)
+    # Timed by the video's clock: Obama's 24 frames at 12 fps.
+    obama = rows[2]
+    from datetime import datetime
+    span = (datetime.fromisoformat(obama["last_seen"]) - datetime.fromisoformat(obama["started"]))
+    assert 1.5 <= span.total_seconds() <= 2.0
+    code, out, _ = run(capsys, data_dir, "log")
+    assert code == 0 and len(out.splitlines()) == 3 and "Obama" in out.splitlines()[2]

@@ -11,11 +11,11 @@ import pytest
 from app.pipeline.detector import FaceDetector
 from app.pipeline.embedder import FaceEmbedder
 from app.pipeline.errors import ModelError
-from app.pipeline.models import DETECTOR, EMBEDDER, models_dir, sha256_of, verified_model
+from app.pipeline.models import DETECTOR, EMBEDDER, EMBEDDING_MEAN, models_dir, sha256_of, verified_model
 from tests.conftest import REPO
 
 
-@pytest.mark.parametrize("spec", [DETECTOR, EMBEDDER], ids=["detector", "embedder"])
+@pytest.mark.parametrize("spec", [DETECTOR, EMBEDDER, EMBEDDING_MEAN], ids=["detector", "embedder", "mean"])
 def test_bundled_models_match_their_pinned_digest(spec) -> None:
     assert sha256_of(models_dir() / spec.filename) == spec.sha256
 
@@ -23,14 +23,14 @@ def test_bundled_models_match_their_pinned_digest(spec) -> None:
 def test_models_readme_lists_the_pinned_digests() -> None:
     readme = (REPO / "models" / "README.md").read_text(encoding="utf-8")
     digests = set(re.findall(r"\b[0-9a-f]{64}\b", readme))
-    assert {DETECTOR.sha256, EMBEDDER.sha256} <= digests
+    assert {DETECTOR.sha256, EMBEDDER.sha256, EMBEDDING_MEAN.sha256} <= digests
 
 
 @pytest.fixture
 def model_copy(tmp_path: Path) -> Path:
     d = tmp_path / "models"
     d.mkdir()
-    for spec in (DETECTOR, EMBEDDER):
+    for spec in (DETECTOR, EMBEDDER, EMBEDDING_MEAN):
         shutil.copy(models_dir() / spec.filename, d / spec.filename)
     return d
 

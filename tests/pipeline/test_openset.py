@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from app.config import Paths, Settings
-from app.pipeline.decision import Calibration
+from app.config import DEFAULT_FALSE_ACCEPT, Paths, Settings
+from app.pipeline.decision import Calibration, load_calibration
 from app.pipeline.lfw import SplitPlan, lfw_people, plan_split
 from app.pipeline.openset import RUNNER_UP_WEIGHTS, embed_probes, score_galleries
 from app.pipeline.recognizer import Recognizer
@@ -56,7 +57,10 @@ def test_eval_openset_reports_each_gallery_size(capsys, data_dir: Path, openset:
         assert r["rank1"] == 1.0 and r["wrong_name"] == 0.0 and r["stranger_false_accept"] == 0.0
         assert r["named_right"] >= 0.9
         assert set(r["dir_at_far"]) == {"0.001", "0.01", "0.1"}
-    assert sizes[1]["threshold"] > sizes[11]["threshold"]  # no runner-up: a higher bar
+    # Each size is decided at the shipped calibration's bar for that many people.
+    cal = load_calibration()
+    for n, r in sizes.items():
+        assert r["threshold"] == pytest.approx(cal.threshold(n, DEFAULT_FALSE_ACCEPT), abs=1e-5)
     # It enrolled into a temporary store, never into the user's.
     assert not (data_dir / "faces.db").exists()
 
@@ -120,12 +124,33 @@ def _small_lfw(root: Path) -> dict[str, int]:
     return counts
 
 
+def _pairs_file(lfw: Path, counts: dict[str, int]) -> set[str]:
+    """A View 2-like pairs.txt over the first two people's photos; the photos it names."""
+    a, b = sorted(counts)[:2]
+    same = [(n, i, i + 1) for n in (a, b) for i in range(1, counts[n], 2)]
+    diff = [(a, 1, b, 1)] * len(same)
+    (lfw / "lfw_dir_names").mkdir(parents=True)
+    lines = [f"1 {len(same)}", *(" ".join(map(str, x)) for x in same + diff)]
+    (lfw / "lfw_dir_names" / "pairs.txt").write_text("\n".join(lines) + "\n")
+    return {f"{n}/{n}_{i:04d}.jpg" for n, x, y in same for i in (x, y)} | {f"{b}/{b}_0001.jpg"}
+
+
 def test_lfw_split_is_seeded_and_disjoint(capsys, data_dir: Path, tmp_path: Path) -> None:
     counts = _small_lfw(tmp_path / "lfw" / "images_deepfunneled")
+    in_pairs = _pairs_file(tmp_path / "lfw", counts)
     split = ["--enrolled", "8", "--fillers", "0", "--strangers", "2"]
     code, out, err = run(capsys, data_dir, "lfw-split", tmp_path / "lfw", tmp_path / "a", *split)
     assert code == 0, err
     manifest = json.loads((tmp_path / "a" / "split.json").read_text())
+    # The photos for the mean embedding: every photo of the calibration people that is in no
+    # pair of pairs.txt (so neither benchmark sees its own photos in the mean).
+    assert manifest["mean_excludes_view2"] is True
+    calibration_people = {n for r in ("gallery", "known", "strangers") for n in manifest["calibration"][r]}
+    expected = {n: [f"{n}_{i:04d}.jpg" for i in range(1, counts[n] + 1)
+                    if f"{n}/{n}_{i:04d}.jpg" not in in_pairs] for n in sorted(calibration_people)}
+    assert manifest["calibration"]["mean"] == {n: f for n, f in expected.items() if f}
+    assert sorted(p.name for p in (tmp_path / "a" / "calibration" / "mean").iterdir()) == sorted(
+        n for n, f in expected.items() if f)
     assert manifest["counts"]["report"]["gallery"] == {"people": 8, "photos": 16}
     assert manifest["counts"]["report"]["strangers"] == {"people": 2, "photos": 2}
     assert manifest["counts"]["calibration"]["gallery"] == {"people": 4, "photos": 8}
@@ -152,3 +177,37 @@ def test_lfw_split_is_seeded_and_disjoint(capsys, data_dir: Path, tmp_path: Path
     code, _, err = run(capsys, data_dir, "lfw-split", tmp_path / "lfw", tmp_path / "a", *split)
     assert code == 1 and "exists and is not empty" in err
 
+
+
+def test_embedding_mean_is_the_person_balanced_mean_of_the_network(capsys, data_dir: Path,
+                                                                    tmp_path: Path) -> None:
+    from app.pipeline.detector import FaceDetector
+    from app.pipeline.embedder import FaceEmbedder, load_mean
+    from app.pipeline.imageio import load_image
+    from app.pipeline.models import sha256_of
+    from app.pipeline.recognizer import subject_face_embedding
+
+    people = {n: ps for n, ps in sorted(shared_people().items())[:3]}
+    for name, photos in people.items():
+        for f in photos:
+            link(f, tmp_path / "mean" / name / f.name)
+    code, out, err = run(capsys, data_dir, "embedding-mean", tmp_path / "mean", "--out", tmp_path / "m.npy")
+    assert code == 0, err
+    mean = np.load(tmp_path / "m.npy", allow_pickle=False)
+    det, net = FaceDetector(), FaceEmbedder(centred=False)
+    try:
+        per_person = [np.mean([subject_face_embedding(det, net, load_image(f)) for f in photos], axis=0)
+                      for photos in people.values()]
+    finally:
+        det.close()
+    assert mean.shape == (512,) and mean.dtype == np.float32
+    assert np.allclose(mean, np.mean(per_person, axis=0), atol=1e-6)
+    n = sum(map(len, people.values()))
+    assert out.splitlines()[0].startswith(f"mean of 3 people ({n} photos), length 0.")
+    assert f"sha256 {sha256_of(tmp_path / 'm.npy')}" in out
+    assert "pin the new one there" in out  # it is not the shipped mean
+    assert not np.allclose(mean, load_mean())
+    # A folder without faces is refused with a reason.
+    (tmp_path / "empty" / "Nobody").mkdir(parents=True)
+    code, _, err = run(capsys, data_dir, "embedding-mean", tmp_path / "empty", "--out", tmp_path / "x.npy")
+    assert code == 1 and "no face found in any photo" in err

@@ -12,7 +12,15 @@ import pytest
 from app.pipeline.backup import restore_backup, write_backup
 from app.pipeline.errors import PersonError
 from app.pipeline.index import FaceIndex
-from app.pipeline.store import _MIGRATIONS, SCHEMA_VERSION, FaceStore, NewFace, Sighting
+from app.pipeline.store import (
+    _MIGRATIONS,
+    SCHEMA_VERSION,
+    FaceStore,
+    NewFace,
+    Sighting,
+    Store,
+    open_store,
+)
 
 
 def unit(v: np.ndarray) -> np.ndarray:
@@ -24,9 +32,13 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(11)
 
 
-@pytest.fixture
-def store(data_dir: Path) -> FaceStore:
-    s = FaceStore(data_dir / "faces.db")
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, data_dir: Path) -> Store:
+    """The same tests against both engines: their semantics must match (conformance)."""
+    if request.param == "sqlite":
+        s = open_store(data_dir / "faces.db")
+    else:
+        s = open_store(request.getfixturevalue("pg_url"))
     yield s
     s.close()
 
@@ -61,7 +73,7 @@ def test_a_version_1_store_is_upgraded_in_place(data_dir: Path, rng: np.random.G
     con.close()
 
 
-def test_changes_since_reports_exactly_what_changed(store: FaceStore, rng: np.random.Generator) -> None:
+def test_changes_since_reports_exactly_what_changed(store: Store, rng: np.random.Generator) -> None:
     ada, ada_faces = store.add_faces("Ada", faces(rng, 3))
     bob, bob_faces = store.add_faces("Bob", faces(rng, 2))
     g0 = store.generation
@@ -88,7 +100,7 @@ def test_changes_since_reports_exactly_what_changed(store: FaceStore, rng: np.ra
     assert store.changes_since(store.generation + 1) is None  # a cache from another store
 
 
-def test_per_face_remove_and_move_are_checked_and_atomic(store: FaceStore,
+def test_per_face_remove_and_move_are_checked_and_atomic(store: Store,
                                                          rng: np.random.Generator) -> None:
     ada, ids = store.add_faces("Ada", faces(rng, 2, "ada.jpg"))
     gen = store.generation
@@ -107,7 +119,7 @@ def test_per_face_remove_and_move_are_checked_and_atomic(store: FaceStore,
     assert store.face(ids[1]) is None
 
 
-def test_index_kept_in_sync_by_changes_equals_a_rebuilt_one(store: FaceStore,
+def test_index_kept_in_sync_by_changes_equals_a_rebuilt_one(store: Store,
                                                             rng: np.random.Generator) -> None:
     """Random adds, moves, removals and renames applied as deltas give exactly the index
     a fresh build from the store gives: same ids, people, names and matches."""
@@ -151,7 +163,7 @@ def sighting(person_id: int | None, started: float, **kw: object) -> Sighting:
     return Sighting(**base)  # type: ignore[arg-type]
 
 
-def test_the_recognition_log_is_idempotent_and_follows_people(store: FaceStore,
+def test_the_recognition_log_is_idempotent_and_follows_people(store: Store,
                                                               rng: np.random.Generator) -> None:
     ada, _ = store.add_faces("Ada", faces(rng, 1))
     bob, _ = store.add_faces("Bob", faces(rng, 1))
@@ -204,7 +216,7 @@ def test_face_corrections_reach_another_recognizer_incrementally(data_dir: Path)
     second one on the same data directory (the CLI, another window) follows on refresh,
     through the changes alone, without reloading the gallery."""
     from app.config import Paths
-    from app.pipeline.embedder import EMBEDDING_VERSION
+    from app.pipeline.align import EMBEDDING_VERSION
     from app.pipeline.imageio import load_image
     from app.pipeline.recognizer import Recognizer
     from tests.conftest import FR
@@ -231,3 +243,55 @@ def test_face_corrections_reach_another_recognizer_incrementally(data_dir: Path)
         b.refresh()
         assert [f.name for f in b.process(biden).faces] == [None]
         assert [(p.name, p.face_count) for p in b.people()] == [("Joe Biden", 0), ("Obama", 1)]
+
+
+def test_a_mirror_fed_raw_rows_holds_what_the_store_holds(store: Store, tmp_path: Path,
+                                                          rng: np.random.Generator) -> None:
+    """A workstation's mirror (SQLite) follows either engine through `rows_since` alone:
+    adds, moves, renames (also swapped names) and removals; an index following the mirror
+    matches a fresh one; a mirror of another store is reloaded whole."""
+    mirror = FaceStore(tmp_path / "mirror.db")
+    index = FaceIndex(mirror.gallery(), None, "exact")
+
+    def follow() -> None:
+        meta = mirror.mirror_meta()
+        mirror.mirror_apply(store.rows_since(int(meta.get("upstream", 0)), meta.get("store_id", "")))
+        delta = mirror.changes_since(index.generation)
+        if delta is None:
+            index.__init__(mirror.gallery(), None, "exact")
+        else:
+            index.apply(delta)
+
+    for k in range(4):
+        store.add_faces(f"P{k}", faces(rng, 2))
+    follow()
+    store.rename("P0", "Tmp")
+    store.rename("P1", "P0")  # P1 takes P0's old name within one delta
+    store.rename("Tmp", "P1")
+    ids = store.gallery().face_ids.tolist()
+    store.move_faces([ids[0]], "P3")
+    store.remove_faces([ids[1]])
+    store.remove("P2")
+    store.add_faces("P4", faces(rng, 1))
+    follow()
+    for _ in range(2):  # a second pass changes nothing
+        want, got = store.gallery(), mirror.gallery()
+        assert got.face_ids.tolist() == want.face_ids.tolist()
+        assert got.person_ids.tolist() == want.person_ids.tolist()
+        assert np.array_equal(got.embeddings, want.embeddings) and got.names == want.names
+        assert [(p.id, p.name, p.face_count) for p in mirror.people()] == [
+            (p.id, p.name, p.face_count) for p in store.people()]
+        fresh = FaceIndex(got, None, "exact")
+        assert index._ids.tolist() == fresh._ids.tolist() and index._names == fresh._names
+        assert not mirror.mirror_apply(store.rows_since(int(mirror.mirror_meta()["upstream"]),
+                                                        mirror.mirror_meta()["store_id"]))
+    # A mirror of another gallery at the same place is replaced whole, caches reloaded.
+    with FaceStore(tmp_path / "other.db") as other:
+        other.add_faces("Zed", faces(rng, 1))
+        gen = mirror.generation
+        delta = other.rows_since(0, "the store the mirror followed")
+        assert delta.full
+        mirror.mirror_apply(delta)
+        assert [p.name for p in mirror.people()] == ["Zed"]
+        assert mirror.changes_since(gen) is None
+    mirror.close()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from app.pipeline.errors import PersonError
-from app.pipeline.index import FaceIndex, faces_per_decision
+from app.pipeline.index import MEAN_FACE_WEIGHT, FaceIndex, faces_per_decision, person_score
 from app.pipeline.store import SCHEMA_VERSION, FaceStore, Gallery, NewFace, normalize_name
 
 
@@ -150,6 +150,19 @@ def test_faces_per_decision() -> None:
     assert [faces_per_decision(n) for n in (1, 2, 4, 5, 8, 9, 10, 40)] == [1, 1, 1, 2, 2, 3, 3, 5]
 
 
+def test_person_score_mixes_the_best_faces_and_the_mean_face(rng: np.random.Generator) -> None:
+    faces = unit(rng.standard_normal((3, 512)))
+    probe = unit(faces[0] + 0.5 * unit(rng.standard_normal(512)))
+    sims = faces @ probe
+    # One face: its similarity. Several: half the best one (m = 1 up to 4 faces), half the
+    # similarity to the normalised mean of the faces.
+    assert person_score(sims[:1], 1.0) == pytest.approx(float(sims[0]))
+    mean_face = float(unit(faces.mean(axis=0)) @ probe)
+    got = person_score(sims, float(np.linalg.norm(faces.sum(axis=0))))
+    assert got == pytest.approx(0.5 * mean_face + 0.5 * float(sims.max()), abs=1e-6)
+    assert MEAN_FACE_WEIGHT == 0.5
+
+
 def test_one_bad_photo_cannot_claim_a_stranger(rng: np.random.Generator) -> None:
     """Ann has 10 photos, one of which actually resembles a stranger: he stays off Ann."""
     ann, stranger = unit(rng.standard_normal(512)), unit(rng.standard_normal(512))
@@ -181,7 +194,10 @@ def test_person_score_is_exact_in_a_large_gallery(rng: np.random.Generator) -> N
                 {**gallery.names, pid: "Ann"}, 1)
     index = FaceIndex(g, None, "exact")
     probe = unit(stranger + 0.35 * unit(rng.standard_normal(512)))
-    expected = np.sort(np.vstack([good, bad[None]]) @ probe)[-2:].mean()  # m = 2 for 6 photos
+    own = np.vstack([good, bad[None]])
+    best_two = np.sort(own @ probe)[-2:].mean()  # m = 2 for 6 photos
+    to_mean_face = float(unit(own.mean(axis=0)) @ probe)
+    expected = MEAN_FACE_WEIGHT * to_mean_face + (1 - MEAN_FACE_WEIGHT) * best_two
     match = index.match(probe[None])[0]
     assert match.person_id == pid and abs(match.similarity - expected) < 1e-5
     assert match.similarity < 0.5

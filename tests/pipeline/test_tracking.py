@@ -197,6 +197,40 @@ def test_tile_plan_covers_the_frame() -> None:
     assert TilePlan(320, 240).regions == []  # a small frame needs no tiles
 
 
+def test_a_correction_names_the_track_at_once(rec: Recognizer, face_video: Path) -> None:
+    """The user says who a tracked face is, or is not: the track follows from the next frame."""
+    frames = frames_of(face_video)
+    tracker = FaceTracker()
+    results = [rec.process(f, i, tracker) for i, f in enumerate(frames[24:30], start=24)]
+    (biden,) = results[-1].faces
+    assert biden.name == "Biden"
+    obama = rec.store.person("Obama").id
+    # "Not Biden": the same track shows Unknown from the next frame, and stays so.
+    assert tracker.correct(biden.track, not_person=biden.person_id)
+    names = [rec.process(f, i, tracker).faces[0].name for i, f in enumerate(frames[30:36], start=30)]
+    assert names == [None] * 6
+    # "This is Obama": shown at once, whatever the vote says.
+    assert tracker.correct(biden.track, obama, similarity=0.61)
+    faces = [rec.process(f, i, tracker).faces[0] for i, f in enumerate(frames[36:42], start=36)]
+    assert [f.name for f in faces] == ["Obama"] * 6
+    assert all(f.track == biden.track for f in faces)
+    assert faces[0].similarity == pytest.approx(0.61)  # the vote still says Biden
+    # A track that has ended cannot be corrected; the next person's track is not.
+    assert not tracker.correct(999, obama)
+    stranger = [rec.process(f, i, tracker).faces[0] for i, f in enumerate(frames[48:56], start=48)]
+    assert stranger[-1].name is None and stranger[-1].track != biden.track
+
+
+def test_an_unknown_face_names_its_best_candidate(rec: Recognizer, face_video: Path) -> None:
+    frames = frames_of(face_video)
+    tracker = FaceTracker()
+    face = [rec.process(f, i, tracker) for i, f in enumerate(frames[48:56], start=48)][-1].faces[0]
+    assert face.name is None and face.candidate in ("Obama", "Biden")
+    still = rec.process(frames[50]).faces[0]
+    assert still.name is None and still.candidate in ("Obama", "Biden")
+    assert rec.process(frames[0]).faces[0].candidate is None  # named faces carry none
+
+
 def test_video_names_follow_the_decision_rule(data_dir: Path, face_video: Path) -> None:
     """A track is named only when most of its embeddings meet the rule's bar on their own."""
     def names_on(settings: Settings) -> list[str | None]:

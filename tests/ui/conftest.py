@@ -82,3 +82,24 @@ def make_window(qtbot, paths: Paths) -> Callable[..., object]:  # noqa: ANN001
         return win
 
     return make
+
+
+@pytest.fixture(scope="session")
+def pair_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 640x400 MJPG clip: Obama (obama3.jpg) and Biden side by side for 20 s at 12 fps.
+
+    Two faces in view whose tracks live long enough to be corrected, paused and sought.
+    """
+    import cv2
+    import numpy as np
+
+    from app.pipeline.imageio import load_image
+    from tests.conftest import FR
+    from tests.video import fit, write_slideshow
+
+    folder = tmp_path_factory.mktemp("pair")
+    still = np.hstack([fit(load_image(FR / "obama3.jpg"), (320, 400)),
+                       fit(load_image(FR / "biden.jpg"), (320, 400))])
+    cv2.imwrite(str(folder / "pair.png"), cv2.cvtColor(still, cv2.COLOR_RGB2BGR))
+    return write_slideshow(folder / "pair.avi", [folder / "pair.png"], frames_each=240,
+                           size=(640, 400), fps=12.0)

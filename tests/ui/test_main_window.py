@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import QPointF, Qt
-from PySide6.QtWidgets import QFileDialog, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from app.config import Settings
 from app.ui.video_view import KNOWN_COLOR, UNKNOWN_COLOR
@@ -315,15 +315,63 @@ def test_settings_dialog_saves_and_applies(qtbot, make_window, paths):  # noqa: 
     dlg.min_similarity.setValue(0.3)
     dlg.search.setCurrentIndex(dlg.search.findData("exact"))
     dlg.threads.setValue(1)
+    dlg.retention.setValue(7)
+    dlg.show_candidates.setChecked(True)
     dlg.accept()
     saved = Settings.load(paths.settings)
     assert (saved.false_accept, saved.min_similarity, saved.search, saved.threads) == \
         (0.001, 0.3, "exact", 1)
+    assert (saved.log_retention_days, saved.show_candidates) == (7, True)
+    assert win.view.show_candidates
     got = []
     win.worker.call(lambda rec, reply: (rec.rule.target, rec.rule.min_similarity),
                     on_done=got.append)
     qtbot.waitUntil(lambda: bool(got), timeout=30000)
     assert got == [(0.001, 0.3)]
+
+
+def test_settings_dialog_keeps_the_shared_gallery_url_without_showing_its_password(
+        qtbot, make_window, paths):  # noqa: ANN001
+    win = make_window(None)
+    dlg = win.open_settings_dialog()
+    group = dlg.findChild(QWidget, "sharedGalleryGroup")
+    assert group is not None and dlg.store_url.text() == ""
+    dlg.store_url.setText("postgresql://desk:s3cret@db.example/facerec")
+    dlg.accept()
+    assert Settings.load(paths.settings).store == "postgresql://desk:s3cret@db.example/facerec"
+    dlg = win.open_settings_dialog()
+    assert dlg.store_url.text() == "postgresql://desk:***@db.example/facerec"
+    dlg.threads.setValue(1)
+    dlg.accept()  # the URL left as shown: the saved password is kept
+    assert Settings.load(paths.settings).store == "postgresql://desk:s3cret@db.example/facerec"
+    dlg = win.open_settings_dialog()
+    dlg.store_url.clear()
+    dlg.accept()
+    assert Settings.load(paths.settings).store == ""
+
+
+def test_window_on_a_shared_gallery_says_when_it_is_offline(qtbot, make_window, paths,  # noqa: ANN001
+                                                             private_server, monkeypatch):
+    from app.pipeline.store import NewFace
+
+    monkeypatch.setenv("FACEREC_STORE", private_server.url("gallery"))
+    win = make_window(None)
+    assert win.store_label.isHidden()
+    private_server.stop()
+    qtbot.waitUntil(lambda: not win.store_label.isHidden(), timeout=30000)
+    assert win.store_label.text().startswith("shared gallery offline since ")
+    errors = []
+    win.worker.call(lambda rec, reply: rec.enroll("Ada", [NewFace(np.ones(512, np.float32))]),
+                    on_error=errors.append)
+    qtbot.waitUntil(lambda: bool(errors), timeout=30000)
+    assert "offline since" in errors[0] and "nothing was saved" in errors[0]
+    private_server.start()
+    qtbot.waitUntil(lambda: win.store_label.isHidden(), timeout=30000)
+    done = []
+    win.worker.call(lambda rec, reply: rec.enroll("Ada", [NewFace(np.ones(512, np.float32))]).name,
+                    on_done=done.append, on_error=done.append)
+    qtbot.waitUntil(lambda: bool(done), timeout=30000)
+    assert done == ["Ada"]
 
 
 def test_log_export_csv(qtbot, make_window, face_video, tmp_path, monkeypatch):  # noqa: ANN001
@@ -332,10 +380,10 @@ def test_log_export_csv(qtbot, make_window, face_video, tmp_path, monkeypatch): 
     out = tmp_path / "log.csv"
     monkeypatch.setattr(win.log_panel, "_ask_csv_path", lambda: str(out))
     win.export_action.trigger()
+    qtbot.waitUntil(lambda: "Exported" in win.log_panel.summary.text(), timeout=30000)
     rows = list(csv.reader(out.open(encoding="utf-8")))
     assert rows[0] == ["time", "name", "best_similarity", "seconds_seen", "source"]
-    assert rows[1][1] == "Unknown" and rows[1][4] == face_video.name
-    assert "Exported" in win.log_panel.summary.text()
+    assert rows[-1][1] == "Unknown" and rows[-1][4] == face_video.name
 
 
 @pytest.mark.parametrize("via_cli", [True, False])

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import threading
 
-from app.pipeline.types import FrameResult
-from app.ui.recognition_log import AppearanceTracker
 from app.ui.worker import PipelineWorker
 
 
@@ -71,26 +69,3 @@ def test_jobs_run_in_the_worker_thread(qtbot, paths):  # noqa: ANN001
     assert threads[0] != threading.get_ident()
     assert "nobody" in errors[0]
 
-
-def _frame(*names: str | None) -> FrameResult:
-    import numpy as np
-
-    from app.pipeline.types import FaceResult
-
-    faces = tuple(FaceResult((0, 0, 10, 10), np.zeros((6, 2)), 0.9, n, 0.8 if n else 0.2)
-                  for n in names)
-    return FrameResult(faces, (640, 480))
-
-
-def test_appearances_are_deduplicated():
-    now = [0.0]
-    tracker = AppearanceTracker(gap=2.0, clock=lambda: now[0])
-    for t in (0.0, 0.5, 1.0, 2.5):  # Ada seen continuously: one appearance
-        now[0] = t
-        tracker.update(_frame("Ada", None, None))
-    now[0] = 6.0  # absent for 3.5 s: a new appearance
-    new, _ = tracker.update(_frame("Ada"))
-    assert [a.name for a in new] == ["Ada"]
-    assert [(a.name, a.frames) for a in tracker.appearances] == [
-        ("Ada", 4), ("Unknown", 4), ("Ada", 1)]
-    assert tracker.appearances[0].duration == 2.5

@@ -1,0 +1,233 @@
+"""``facerec bench --store URL``: a shared gallery in PostgreSQL + pgvector, measured.
+
+For each gallery size (synthetic clustered faces, as in `app.pipeline.bench`):
+
+1. **Load**: the faces are written with one binary ``COPY`` and pgvector's HNSW index is
+   built (m 16, ef_construction 64, one parallel worker).
+2. **Search in the database**: `PostgresStore.match` (the per-person rule in SQL) for
+   500 held-out probes: latency p50/p99 over a Unix socket, and identity accuracy
+   against the probe's true identity and against the exact per-person answer
+   (`FaceIndex` scanning every vector).
+3. **Fresh cache sync**: a workstation with an empty data directory opens the shared
+   gallery: seconds until its mirror holds every face, then until its index is ready
+   (a local HNSW graph up to `DB_SEARCH_ABOVE` faces, database search above).
+4. **Propagation** (first size only): an enrollment committed on one connection, until a
+   running workstation's mirror holds it (LISTEN/NOTIFY).
+
+The database must be empty or one this benchmark filled before: it is overwritten.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import resource
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.pipeline.bench import SEARCH_REPEATS, machine, percentile, synthetic_gallery
+from app.pipeline.errors import StoreError
+from app.pipeline.index import FaceIndex
+from app.pipeline.pgstore import PG_EF_SEARCH, PG_HNSW_EF_CONSTRUCTION, PG_HNSW_M, PostgresStore
+from app.pipeline.store import EMBEDDING_DIM, NewFace, name_key
+
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+
+
+def _copy_faces(pg: PostgresStore, ids: np.ndarray, pids: np.ndarray, vecs: np.ndarray) -> None:
+    """All faces in one binary COPY, the rows laid out by numpy (no per-row Python)."""
+    row = np.dtype([("nf", ">i2"), ("l1", ">i4"), ("id", ">i8"), ("l2", ">i4"), ("pid", ">i8"),
+                    ("l3", ">i4"), ("dim", ">i2"), ("unused", ">i2"), ("vec", ">f4", EMBEDDING_DIM),
+                    ("l4", ">i4"), ("created", ">f8"), ("l5", ">i4"), ("changed", ">i8")])
+    conn = pg._conn
+    with conn.transaction(), conn.cursor() as cur, cur.copy(
+            "COPY faces (id, person_id, embedding, created, changed) FROM STDIN (FORMAT BINARY)") as cp:
+        cp.write(_COPY_HEADER)
+        for s in range(0, ids.size, 50_000):
+            e = min(ids.size, s + 50_000)
+            rows = np.zeros(e - s, row)
+            rows["nf"], rows["l1"], rows["l2"], rows["l4"], rows["l5"] = 5, 8, 8, 8, 8
+            rows["l3"], rows["dim"] = 4 + 4 * EMBEDDING_DIM, EMBEDDING_DIM
+            rows["id"], rows["pid"], rows["vec"] = ids[s:e], pids[s:e], vecs[s:e]
+            rows["created"], rows["changed"] = time.time(), 1
+            cp.write(rows.tobytes())
+        cp.write(b"\xff\xff")
+
+
+def load(pg: PostgresStore, n_faces: int) -> dict[str, Any]:
+    """Replace the database's gallery with *n_faces* synthetic faces; time the HNSW build."""
+    gallery, queries, q_ids = synthetic_gallery(n_faces)
+    people = int(gallery.person_ids.max()) + 1
+    conn = pg._conn
+    t0 = time.perf_counter()
+    with conn.transaction():
+        conn.execute("DROP INDEX IF EXISTS faces_embedding")
+        conn.execute("TRUNCATE sightings, faces, people, removed")
+        with conn.cursor() as cur, cur.copy(
+                "COPY people (id, name, key, created, changed) FROM STDIN") as cp:
+            buf = io.StringIO()
+            for p in range(1, people + 1):
+                buf.write(f"{p}\tp{p}\t{name_key(f'p{p}')}\t0\t1\n")
+            cp.write(buf.getvalue())
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'generation'")
+        conn.execute("UPDATE meta SET value = '0' WHERE key = 'history_from'")
+        conn.execute("INSERT INTO meta(key, value) VALUES ('bench', '1') ON CONFLICT (key) DO NOTHING")
+    # Person ids start at 1 in the database (the synthetic ones at 0).
+    _copy_faces(pg, gallery.face_ids, gallery.person_ids + 1, gallery.embeddings)
+    for table in ("people", "faces"):
+        conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                     f"(SELECT max(id) FROM {table}))")
+    copy_s = time.perf_counter() - t0
+    conn.execute("VACUUM ANALYZE faces")
+    build_s = pg.rebuild_vector_index(workers=1, memory="4GB")
+    size = conn.execute("SELECT pg_relation_size('faces_embedding'), pg_total_relation_size('faces')"
+                        ).fetchone()
+    return {"gallery": gallery, "queries": queries, "q_ids": q_ids + 1, "copy_s": round(copy_s, 1),
+            "build_s": round(build_s, 1), "index_mb": round(size[0] / 2**20),
+            "table_mb": round(size[1] / 2**20)}
+
+
+def bench_db_search(pg: PostgresStore, loaded: dict[str, Any], threads: int) -> dict[str, Any]:
+    """Latency and identity accuracy of the per-person rule in the database."""
+    gallery, queries, q_ids = loaded["gallery"], loaded["queries"], loaded["q_ids"]
+    names = {int(p) + 1: f"p{int(p) + 1}" for p in np.unique(gallery.person_ids)}
+    best = np.full(len(queries), np.inf)
+    found = [0] * len(queries)
+    for _ in range(SEARCH_REPEATS):
+        for k, q in enumerate(queries):
+            t = time.perf_counter()
+            m = pg.match(q[None], names, ef=PG_EF_SEARCH)[0]
+            best[k] = min(best[k], (time.perf_counter() - t) * 1e3)
+            found[k] = m.person_id or 0
+    first_pass = []
+    for q in queries[:100]:  # a cold-ish pass as well: the first time each probe is asked
+        t = time.perf_counter()
+        pg.match(q[None], names)
+        first_pass.append((time.perf_counter() - t) * 1e3)
+    exact = FaceIndex(gallery, None, "exact", threads, graph=False)
+    truth = np.array([(m.person_id or 0) + 1 for m in exact.match(queries)])
+    got = np.array(found)
+    return {"ef_search": PG_EF_SEARCH, "p50_ms": round(percentile(best.tolist(), 50), 2),
+            "p99_ms": round(percentile(best.tolist(), 99), 2),
+            "single_pass_p99_ms": round(percentile(first_pass, 99), 2),
+            "accuracy_vs_identity": round(float((got == q_ids).mean()), 4),
+            "accuracy_vs_exact": round(float((got == truth).mean()), 4),
+            "exact_vs_identity": round(float((truth == q_ids).mean()), 4)}
+
+
+def bench_fresh_sync(url: str, threads: int) -> dict[str, Any]:
+    """A workstation with an empty data directory: mirror filled, then index ready."""
+    from app.config import Settings
+    from app.pipeline.recognizer import make_index
+    from app.pipeline.shared import SharedStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        store = SharedStore(url, Path(tmp), background=False)
+        store.sync()
+        sync_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        index = make_index(store, store.index_path, Settings(), threads)
+        index_s = time.perf_counter() - t1
+        kind = type(index).__name__
+        mirror_mb = store.mirror_path.stat().st_size / 2**20
+        store.close()
+    return {"mirror_sync_s": round(sync_s, 1), "index_s": round(index_s, 1), "index": kind,
+            "total_s": round(sync_s + index_s, 1), "mirror_mb": round(mirror_mb)}
+
+
+def bench_propagation(url: str, rounds: int = 10) -> dict[str, Any]:
+    """Seconds from a commit on one connection until another workstation's mirror has it."""
+    from app.pipeline.shared import SharedStore
+
+    rng = np.random.default_rng(5)
+    delays = []
+    with tempfile.TemporaryDirectory() as tmp, PostgresStore(url) as writer:
+        watcher = SharedStore(url, Path(tmp))
+        try:
+            for k in range(rounds):
+                before = watcher.generation
+                t0 = time.perf_counter()
+                writer.add_faces(f"newcomer {k}", [NewFace(rng.standard_normal(EMBEDDING_DIM))])
+                while watcher.generation == before and time.perf_counter() - t0 < 10:
+                    time.sleep(0.002)
+                delays.append(time.perf_counter() - t0)
+        finally:
+            watcher.close()
+    return {"rounds": rounds, "median_s": round(float(np.median(delays)), 3),
+            "max_s": round(float(np.max(delays)), 3)}
+
+
+def run(url: str, sizes: Sequence[int], threads: int,
+        progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Every part at every size; the results as one JSON-able dict."""
+    results: dict[str, Any] = {"machine": machine(), "date": time.strftime("%Y-%m-%d"),
+                               "load_average": os.getloadavg(), "sizes": []}
+    with PostgresStore(url) as pg:
+        if not pg.can_enroll:
+            raise StoreError(f"bench needs a role that may change {pg.label}")
+        bench_db = pg._read("SELECT value FROM meta WHERE key = 'bench'")
+        if pg.people() and not bench_db:
+            raise StoreError(f"{pg.label} holds a gallery: bench overwrites it, so it needs an "
+                             "empty database (or one it filled before)")
+        results["server"] = pg._read("SELECT version()")[0][0].split(",")[0]
+        results["pgvector"] = pg._read(
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'")[0][0]
+        for i, n in enumerate(sizes):
+            progress(f"shared gallery: loading {n} faces and building the HNSW index")
+            loaded = load(pg, n)
+            row: dict[str, Any] = {"faces": n, **{k: v for k, v in loaded.items()
+                                                 if k not in ("gallery", "queries", "q_ids")}}
+            progress(f"shared gallery: search in the database, {n} faces")
+            row["search"] = bench_db_search(pg, loaded, threads)
+            del loaded
+            progress(f"shared gallery: fresh cache sync, {n} faces")
+            row["sync"] = bench_fresh_sync(url, threads)
+            if i == 0:
+                progress("shared gallery: propagation between workstations")
+                row["propagation"] = bench_propagation(url)
+            results["sizes"].append(row)
+    results["load_average_after"] = os.getloadavg()
+    results["bench_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return results
+
+
+def to_markdown(r: dict[str, Any]) -> str:
+    """The shared-gallery section of BENCHMARKS.md."""
+    m = r["machine"]
+    lines = [
+        "## Shared gallery (PostgreSQL + pgvector)",
+        "",
+        f"Measured by `facerec bench --store URL` on {r['date']}: {m['cores']} cores, {r['server']}, "
+        f"pgvector {r['pgvector']}, over a Unix socket on the same machine; load average "
+        f"{r['load_average'][0]:.1f} before, {r['load_average_after'][0]:.1f} after. Synthetic "
+        f"clustered galleries as above (5 faces per identity, 500 held-out probes). HNSW "
+        f"m {PG_HNSW_M}, ef_construction {PG_HNSW_EF_CONSTRUCTION}, built after the load with one "
+        "parallel worker; searched with the per-person rule in SQL (64 candidates, 8 people, "
+        "each scored over all their faces). Latency: each probe's fastest of "
+        f"{SEARCH_REPEATS} passes, and the p99 of a single pass.",
+        "",
+        "| faces | load (COPY) | index build | index size | ef_search | p50 | p99 | single-pass p99 "
+        "| accuracy (identity) | agrees with exact | mirror sync | index ready | fresh sync total |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in r["sizes"]:
+        q, y = s["search"], s["sync"]
+        lines.append(
+            f"| {s['faces']:,} | {s['copy_s']} s | {s['build_s']} s | {s['index_mb']} MB | "
+            f"{q['ef_search']} | {q['p50_ms']} ms | {q['p99_ms']} ms | {q['single_pass_p99_ms']} ms | "
+            f"{q['accuracy_vs_identity']} | {q['accuracy_vs_exact']} | {y['mirror_sync_s']} s | "
+            f"{y['index_s']} s ({y['index']}) | {y['total_s']} s |")
+    prop = next((s["propagation"] for s in r["sizes"] if "propagation" in s), None)
+    if prop:
+        lines += ["", f"Enrollment on one workstation until another's mirror holds it (LISTEN/NOTIFY), "
+                      f"{prop['rounds']} rounds: median {prop['median_s']} s, max {prop['max_s']} s "
+                      "(a running window or `watch` then picks it up at its next gallery check, "
+                      "every 0.5 s)."]
+    lines += ["", f"Peak memory of the benchmark process: {r['bench_peak_rss_mb']} MB.", ""]
+    return "\n".join(lines)
