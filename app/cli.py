@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from app import __version__
 from app.config import DEFAULT_FALSE_ACCEPT, Paths, Settings, store_location
@@ -345,8 +346,8 @@ def _print_faces(label: str, faces: Sequence) -> None:  # type: ignore[type-arg]
 def cmd_watch(args: argparse.Namespace) -> int:
     """Run recognition on a camera, video file or stream."""
     from app.pipeline.shared import describe_offline
-    from app.pipeline.sources import LatestFrameGrabber, VideoSource
-    from app.pipeline.tracking import FaceTracker
+    from app.pipeline.sources import LatestFrameGrabber, ReadAhead, VideoSource
+    from app.pipeline.stream import Processed, run_stream
 
     settings = Settings.load(args.paths.settings)
     source = VideoSource(args.source, settings.camera_width, settings.camera_height)
@@ -355,52 +356,58 @@ def cmd_watch(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     interrupted = False
     offline: float | None = None
-    with _open_recognizer(args) as rec:
-        grabber = LatestFrameGrabber(source) if source.is_live else None
-        tracker = FaceTracker()
-        journal = _watch_log(rec, settings, source, lambda: frames) if args.log else None
-        flushed_at, logged = time.monotonic(), set()
-        next_check = 0.0
-        try:
-            while args.max_frames is None or frames < args.max_frames:
-                frame = grabber.latest() if grabber else source.read()
-                if frame is None:
-                    break
-                now = time.monotonic()
-                if now >= next_check:
-                    # Follow changes to the gallery made elsewhere (another process, another
-                    # workstation), and say when a shared gallery goes away or comes back.
-                    next_check = now + WATCH_REFRESH_S
-                    rec.refresh()
-                    since = rec.store.offline_since
-                    if since != offline:
-                        _note(f"note: {describe_offline(since)}; recognising from the local copy, "
-                              f"log rows are queued (frame {frames})" if since is not None
-                              else f"note: shared gallery back online (frame {frames})")
-                        offline = since
-                res = rec.process(frame, frames, tracker)
+    journal = None
+    logged: set[str] = set()
+    flushed_at = time.monotonic()
+
+    def report(p: Processed) -> None:
+        nonlocal frames, faces, unknown
+        res = p.result
+        if journal is not None:
+            journal.update(res)
+        if args.json:
+            print(json.dumps({"frame": frames, "faces": [f.to_json() for f in res.faces]},
+                             ensure_ascii=False), flush=True)
+        frames += 1
+        faces += len(res.faces)
+        for f in res.faces:
+            if f.name is None:
+                unknown += 1
+            else:
+                names[f.name] += 1
+
+    def housekeeping() -> None:
+        # Follow changes to the gallery made elsewhere (another process, another
+        # workstation), say when a shared gallery goes away or comes back, write the log.
+        nonlocal offline, flushed_at
+        rec.refresh()
+        since = rec.store.offline_since
+        if since != offline:
+            _note(f"note: {describe_offline(since)}; recognising from the local copy, "
+                  f"log rows are queued (frame {frames})" if since is not None
+                  else f"note: shared gallery back online (frame {frames})")
+            offline = since
+        if journal is not None and time.monotonic() - flushed_at > LOG_FLUSH_S:
+            logged.update(r.id for r in journal.flush(rec.store))
+            flushed_at = time.monotonic()
+
+    # Decoding runs on a thread of its own (a file is read a few frames ahead), from now
+    # on: the first frames are decoded while the models load.
+    reader = LatestFrameGrabber(source) if source.is_live else ReadAhead(source)
+    try:
+        with _open_recognizer(args) as rec:
+            journal = _watch_log(rec, settings, source, lambda: frames) if args.log else None
+            try:
+                run_stream(rec, reader, report, max_frames=args.max_frames,
+                           housekeeping=housekeeping, every_s=WATCH_REFRESH_S)
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
                 if journal is not None:
-                    journal.update(res)
-                if args.json:
-                    print(json.dumps({"frame": frames, "faces": [f.to_json() for f in res.faces]},
-                                     ensure_ascii=False), flush=True)
-                frames += 1
-                faces += len(res.faces)
-                for f in res.faces:
-                    if f.name is None:
-                        unknown += 1
-                    else:
-                        names[f.name] += 1
-                if journal is not None and time.monotonic() - flushed_at > LOG_FLUSH_S:
                     logged.update(r.id for r in journal.flush(rec.store))
-                    flushed_at = time.monotonic()
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            (grabber or source).close()
-            if journal is not None:
-                logged.update(r.id for r in journal.flush(rec.store))
-                _note(f"recognition log: {len(logged)} appearance(s) written")
+                    _note(f"recognition log: {len(logged)} appearance(s) written")
+    finally:
+        reader.close()
     # Closing a shared store sends what it can; what is left waits in the local queue.
     queued = getattr(rec.store, "left_queued", 0)
     dt = time.perf_counter() - t0
@@ -691,7 +698,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     finally:
         rec.close()
         tmp.cleanup()
-    command = " ".join(["facerec", *(shlex.quote(a) for a in args.argv)])
+    command = _command_line(args)
     result = calibrate(scores, args.target,
                        calibration_source(probes, args.target, args.seed, command))
     cal = result.calibration
@@ -720,27 +727,61 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from app.pipeline import bench_shared
         from app.pipeline.embedder import default_threads
 
-        results = bench_shared.run(args.store, args.sizes or [100_000, 1_000_000],
-                                   default_threads(), progress=lambda s: _note(f"bench: {s}"),
-                                   generator=args.generator, index=args.index)
+        shared = bench_shared.run(args.store, args.sizes or [100_000, 1_000_000],
+                                  default_threads(), progress=lambda s: _note(f"bench: {s}"),
+                                  generator=args.generator, index=args.index)
         if args.out:
-            Path(args.out).write_text(bench_shared.to_markdown(results), encoding="utf-8")
+            Path(args.out).write_text(bench_shared.to_markdown(shared), encoding="utf-8")
             _note(f"bench: wrote {args.out}")
-        print(bench.dump(results) if args.json else bench_shared.to_markdown(results))
+        print(bench.dump(shared) if args.json else bench_shared.to_markdown(shared))
         return EXIT_OK
-    beside_checkout = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "deepface"
-    photos = Path(args.photos) if args.photos else beside_checkout
-    missing = [n for n in bench.SCENE_PHOTOS if not (photos / n).is_file()]
-    if missing:
-        raise UsageError(f"{photos}: the benchmark photos ({', '.join(missing)}) are not there; "
-                         "pass --photos DIR (the shared deepface test set)")
-    results = bench.run(photos, args.sizes or [1000, 10_000, 100_000, 1_000_000], quick=args.quick,
-                        progress=lambda s: _note(f"bench: {s}"))
+    ref = _read_bench_json(args.compare) if args.compare else None
+    if args.load:
+        results = _read_bench_json(args.load, whole=ref is None)
+    else:
+        beside_checkout = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "deepface"
+        photos = Path(args.photos) if args.photos else beside_checkout
+        missing = [n for n in bench.SCENE_PHOTOS if not (photos / n).is_file()]
+        if missing:
+            raise UsageError(f"{photos}: the benchmark photos ({', '.join(missing)}) are not there; "
+                             "pass --photos DIR (the shared deepface test set)")
+        results = bench.run(photos, args.sizes or [1000, 10_000, 100_000, 1_000_000], quick=args.quick,
+                            progress=lambda s: _note(f"bench: {s}"))
+        results["command"] = _command_line(args)
+    if args.save:
+        Path(args.save).write_text(bench.dump(results) + "\n", encoding="utf-8")
+        _note(f"bench: wrote {args.save}")
     if args.out:
         Path(args.out).write_text(bench.to_markdown(results), encoding="utf-8")
         _note(f"bench: wrote {args.out}")
-    print(bench.dump(results) if args.json else bench.to_markdown(results))
+    if not (args.load and ref is not None):  # two saved runs: only the comparison
+        print(bench.dump(results) if args.json else bench.to_markdown(results))
+    if ref is not None:
+        # After the report, so `--json` output stays one JSON document up to this title.
+        print(f"\n## Compared with {args.compare}\n")
+        print(bench.compare(ref, results))
     return EXIT_OK
+
+
+#: What a saved run needs to be reported again (`--load` without `--compare`).
+_BENCH_KEYS = ("machine", "date", "streams", "tiles", "embed_threads", "startup", "search",
+               "memory_bandwidth_gbs", "bench_peak_rss_mb")
+
+
+def _read_bench_json(path: str, whole: bool = False) -> dict[str, Any]:
+    """A saved ``facerec bench --json`` (or ``--save``) run; *whole*: every part of one."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"{path}: not a saved benchmark run ({exc})") from None
+    if not isinstance(data, dict) or "streams" not in data:
+        raise UsageError(f"{path}: not a saved benchmark run (no 'streams')")
+    missing = [k for k in _BENCH_KEYS if k not in data] if whole else []
+    if missing:
+        raise UsageError(f"{path}: not a whole saved benchmark run (no {', '.join(missing)})")
+    return data
 
 
 def _sizes(text: str) -> list[int]:
@@ -1108,6 +1149,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "1000000; with --store: 100000,1000000 in the shared gallery, which "
                         "must be an empty database: it is overwritten)")
     s.add_argument("--quick", action="store_true", help="fewer frames and repeats")
+    s.add_argument("--save", metavar="FILE.json", help="also write the raw results here")
+    s.add_argument("--compare", metavar="REF.json",
+                   help="then print this run against a saved one, stage by stage")
+    s.add_argument("--load", metavar="RUN.json",
+                   help="report a saved run instead of measuring (with --compare: two saved runs)")
     # The choices of app.pipeline.bench.GENERATORS and pgstore.INDEX_KINDS (not imported
     # here: the CLI starts without numpy).
     s.add_argument("--generator", choices=("faces", "uniform"), default="faces",
@@ -1161,11 +1207,16 @@ def _whole_number(minimum: int):  # noqa: ANN202 - an argparse type
 _positive_int, _count = _whole_number(1), _whole_number(0)
 
 
+def _command_line(args: argparse.Namespace) -> str:
+    """The command as typed (quoted for a shell), to record how a result was made."""
+    return " ".join(["facerec", *(shlex.quote(a) for a in args.argv)])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.argv = list(sys.argv[1:] if argv is None else map(str, argv))
     try:
         args.paths = Paths.resolve(args.data_dir)
     except (OSError, RuntimeError) as exc:

@@ -110,53 +110,122 @@ def write_video(path: Path, portraits: Sequence[np.ndarray], size: tuple[int, in
 
 # -- 1 and 2: the pipeline -----------------------------------------------------------
 
-def bench_stream(rec: Any, video: Path, frames: int | None = None) -> dict[str, Any]:
-    """Run a video through the tracked pipeline; per-stage ms and processed fps."""
-    from app.pipeline.sources import VideoSource
-    from app.pipeline.tracking import FaceTracker
+#: Frames at the start of a run left out of the per-stage means (first embeddings, caches).
+WARM_FRAMES = 10
 
-    stages: dict[str, list[float]] = {k: [] for k in
-                                      ("decode", "detect", "align", "embed", "search", "total")}
+
+def bench_stream(rec: Any, video: Path, frames: int | None = None, overlap: bool = True
+                 ) -> dict[str, Any]:
+    """Run a video through the tracked pipeline as ``facerec watch`` does.
+
+    Per-stage ms of work per frame (decode on the reader thread, the rest as
+    `Recognizer.process` reports it), wall-clock ms per frame and processed fps (stages
+    overlap on two cores), and CPU ms per frame (every thread of the process).
+    """
+    from app.pipeline.sources import ReadAhead, VideoSource
+    from app.pipeline.stream import Processed, run_stream
+
+    keys = ("detect", "align", "embed", "search", "total")
+    stages: dict[str, list[float]] = {k: [] for k in keys}
     embed_per_face: list[float] = []
     faces_seen: list[int] = []
-    tracker = FaceTracker()
-    with VideoSource(str(video)) as src:
-        native_fps = src.fps
-        t_start = time.perf_counter()
-        n = 0
-        while frames is None or n < frames:
-            t0 = time.perf_counter()
-            frame = src.read()
-            if frame is None:
-                break
-            decode = (time.perf_counter() - t0) * 1e3
-            res = rec.process(frame, n, tracker)
-            stages["decode"].append(decode)
-            for k in ("detect", "align", "embed", "search"):
-                stages[k].append(res.timings[k])
-            stages["total"].append(decode + res.timings["total"])
-            if res.embedded:
-                embed_per_face.append(res.timings["embed"] / res.embedded)
-            faces_seen.append(len(res.faces))
-            n += 1
-        wall = time.perf_counter() - t_start
-    warm = slice(min(10, n // 4), None)  # skip start-up frames (first embeddings, caches)
+    done_at: list[float] = []
+
+    def on_result(p: Processed) -> None:
+        res = p.result
+        for k in keys:
+            stages[k].append(res.timings[k])
+        if res.embedded:
+            embed_per_face.append(res.timings["embed"] / res.embedded)
+        faces_seen.append(len(res.faces))
+        done_at.append(time.perf_counter())
+
+    src = VideoSource(str(video))
+    native_fps = src.fps
+    reader = ReadAhead(src)  # it closes the source
+    try:
+        cpu0, t_start = time.process_time(), time.perf_counter()
+        n = run_stream(rec, reader, on_result, max_frames=frames, overlap=overlap)
+        wall, cpu = time.perf_counter() - t_start, time.process_time() - cpu0
+    finally:
+        reader.close()
+    decode = list(reader.read_ms)[:n]
+    warm = min(WARM_FRAMES, n // 4)
+    ms = {k: round(float(np.mean(v[warm:])), 2) for k, v in stages.items()}
+    ms["decode"] = round(float(np.mean(decode[warm:])), 2) if decode[warm:] else 0.0
+    ms["total"] = round(ms["total"] + ms["decode"], 2)
+    wall_ms = (done_at[-1] - done_at[warm]) / (n - 1 - warm) * 1e3 if n - 1 > warm else 0.0
     return {
         "frames": n,
-        "faces_per_frame": float(np.median(faces_seen[warm])) if faces_seen else 0.0,
-        "ms": {k: round(float(np.mean(v[warm])), 2) for k, v in stages.items()},
+        "faces_per_frame": float(np.median(faces_seen[warm:])) if faces_seen else 0.0,
+        "ms": ms,
+        "wall_ms": round(wall_ms, 2),
+        "cpu_ms": round(cpu / max(n, 1) * 1e3, 2),
         "embed_ms_per_face": round(float(np.median(embed_per_face)), 2) if embed_per_face else None,
         "processed_fps": round(n / wall, 1) if wall > 0 else 0.0,
         "native_fps": round(native_fps, 1),
     }
 
 
+def bench_camera(rec: Any, video: Path) -> dict[str, Any]:
+    """CPU a live camera costs: the video delivered at its own frame rate, as a camera does.
+
+    Frames are decoded and handed over at the video's rate through a
+    `LatestFrameGrabber`, and processed as ``facerec watch`` processes a camera. *Cores
+    busy* is the CPU time of the whole process (every thread: decoding, detection,
+    embedding) over the wall time: 1.0 is one core kept busy; it is what decides fan noise
+    and battery life on a laptop.
+    """
+    from app.pipeline.sources import LatestFrameGrabber, VideoSource
+    from app.pipeline.stream import run_stream
+
+    class Camera(VideoSource):
+        """A video file that delivers each frame no sooner than a camera would."""
+
+        def __init__(self, path: Path) -> None:
+            super().__init__(str(path))
+            self._t0: float | None = None
+
+        def read(self) -> np.ndarray | None:
+            now = time.perf_counter()
+            if self._t0 is None:
+                self._t0 = now
+            due = self._t0 + self.frames_read / self.fps
+            if due > now:
+                time.sleep(due - now)
+            return super().read()
+
+    camera = Camera(video)
+    grabber = LatestFrameGrabber(camera)  # it closes the camera
+    try:
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        n = run_stream(rec, grabber, lambda p: None)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    finally:
+        grabber.close()
+    return {"camera_fps": round(camera.fps, 1), "seconds": round(wall, 1),
+            "frames_delivered": camera.frames_read, "frames_processed": n,
+            "cores_busy": round(cpu / wall, 3), "cpu_ms_per_frame": round(cpu / max(n, 1) * 1e3, 2)}
+
+
+def _paste(frame: np.ndarray, img: np.ndarray, x0: int, y0: int) -> None:
+    """Copy *img* into *frame* with its top-left corner at (x0, y0), clipped to the frame."""
+    h, w = img.shape[:2]
+    fx0, fy0 = max(0, x0), max(0, y0)
+    fx1, fy1 = min(frame.shape[1], x0 + w), min(frame.shape[0], y0 + h)
+    if fx1 > fx0 and fy1 > fy0:
+        frame[fy0:fy1, fx0:fx1] = img[fy0 - y0:fy1 - y0, fx0 - x0:fx1 - x0]
+
+
 def bench_tiles(rec: Any, portraits: Sequence[np.ndarray], frames: int = 90) -> list[dict[str, Any]]:
     """What the tile scan costs and finds.
 
-    A 1080p scene with five faces 40-80 px high (people across a room), and a 640x480
-    close-up of one face (a webcam sitter): faces found and ms per frame, with the
-    round-robin tile scan and without it (whole frame only).
+    Three scenes, each run as a stream with the tile scan (`scan.TileScheduler`) and with
+    the whole-frame pass only: a 1080p frame with five faces 40-80 px high (people
+    across a room), a 640x480 close-up of one face (a webcam sitter), and a 720p sitter
+    beside whom a person with a 48 px face walks in from the edge at frame 20 (frames
+    until found are counted from then). Faces found, frames until all are found, and
+    median ms per frame.
     """
     from app.pipeline.tracking import TILES_PER_FRAME, FaceTracker
 
@@ -168,21 +237,34 @@ def bench_tiles(rec: Any, portraits: Sequence[np.ndarray], frames: int = 90) -> 
         x0, y0 = 150 + i * 360, 300 + (i % 2) * 380
         far[y0:y0 + side, x0:x0 + side] = img
     close = scene(portraits[:1], (640, 480), 0)
+    sitter = scene(portraits[:1], (1280, 720), 0)
+    walker = cv2.resize(portraits[1], (106, 106), interpolation=cv2.INTER_AREA)  # a 48 px face
+    enters = 20
+
+    def walk_in(t: int) -> np.ndarray:
+        frame = sitter.copy()
+        if t >= enters:
+            _paste(frame, walker, 1280 - 106 - 6 * (t - enters), 120)  # wholly in view at once
+        return frame
+
     out = []
-    for label, frame, want in (("1080p, 5 faces 40-80 px", far, 5), ("640x480 close-up", close, 1)):
+    for label, make, want, start in (("1080p, 5 faces 40-80 px", lambda t: far, 5, 0),
+                                      ("640x480 close-up", lambda t: close, 1, 0),
+                                      ("720p sitter, a 48 px face walks in", walk_in, 2, enters)):
         for tiles in (TILES_PER_FRAME, 0):
             tracker = FaceTracker(tiles_per_frame=tiles)
             times, found, first_all = [], 0, None
             for i in range(frames):
+                frame = make(i)
                 t0 = time.perf_counter()
                 res = rec.process(frame, i, tracker)
                 times.append((time.perf_counter() - t0) * 1e3)
                 found = len(res.faces)
                 if first_all is None and found >= want:
-                    first_all = i
+                    first_all = i - start
             out.append({"scene": label, "tiles": bool(tiles), "faces": want,
                         "faces_found": found, "frames_until_all_found": first_all,
-                        "ms_per_frame": round(float(np.median(times[10:])), 2)})
+                        "ms_per_frame": round(float(np.median(times[WARM_FRAMES:])), 2)})
     return out
 
 
@@ -348,6 +430,12 @@ def bench_startup(video: Path, data_dir: Path) -> dict[str, float]:
     return {"first_frame_s": round(first, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
 
 
+#: The streams measured: (width, height, faces).
+STREAMS = ((640, 480, 1), (640, 480, 5), (640, 360, 1), (1280, 720, 1), (1280, 720, 5))
+#: The live cameras simulated (30 fps): (width, height, faces).
+CAMERAS = ((1280, 720, 1), (1280, 720, 5))
+
+
 def run(photos_dir: Path, sizes: Sequence[int], quick: bool = False,
         progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Run every part; return the results as one JSON-able dict."""
@@ -356,7 +444,8 @@ def run(photos_dir: Path, sizes: Sequence[int], quick: bool = False,
     from app.pipeline.embedder import FaceEmbedder, default_threads
     from app.pipeline.recognizer import Recognizer
 
-    results: dict[str, Any] = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
+    results: dict[str, Any] = {"machine": machine(), "date": time.strftime("%Y-%m-%d"),
+                               "load_before": [round(v, 2) for v in os.getloadavg()]}
     with tempfile.TemporaryDirectory() as tmp:
         tmpd = Path(tmp)
         rec = Recognizer.open(Paths(tmpd / "data"), Settings())
@@ -371,18 +460,24 @@ def run(photos_dir: Path, sizes: Sequence[int], quick: bool = False,
                 lambda n: FaceEmbedder(n), crop, sorted({1, default_threads()}))
             streams = {}
             n_frames = 60 if quick else 240
-            for size in ((640, 480), (1280, 720)):
-                for faces in (1, 5):
-                    key = f"{size[0]}x{size[1]}_{faces}face"
-                    progress(f"stream {key}")
-                    video = write_video(tmpd / f"{key}.avi", portraits[:faces], size, n_frames)
-                    row = bench_stream(rec, video)
-                    row["untracked"] = bench_untracked(rec, scene(portraits[:faces], size, 0),
-                                                       5 if quick else 20)
-                    streams[key] = row
+            videos = {}
+            for w, h, faces in STREAMS:
+                key = f"{w}x{h}_{faces}face"
+                progress(f"stream {key}")
+                videos[key] = write_video(tmpd / f"{key}.avi", portraits[:faces], (w, h), n_frames)
+                row = bench_stream(rec, videos[key])
+                row["untracked"] = bench_untracked(rec, scene(portraits[:faces], (w, h), 0),
+                                                   5 if quick else 20)
+                streams[key] = row
             results["streams"] = streams
+            cameras = {}
+            for w, h, faces in CAMERAS:
+                key = f"{w}x{h}_{faces}face"
+                progress(f"camera {key} at 30 fps")
+                cameras[key] = bench_camera(rec, videos[key])
+            results["camera"] = cameras
             progress("small faces: tiles on and off")
-            results["tiles"] = bench_tiles(rec, portraits, 45 if quick else 90)
+            results["tiles"] = bench_tiles(rec, portraits, 60 if quick else 90)
         progress("start-up")
         results["startup"] = bench_startup(tmpd / "1280x720_5face.avi", tmpd / "data")
     progress("memory bandwidth")
@@ -394,7 +489,16 @@ def run(photos_dir: Path, sizes: Sequence[int], quick: bool = False,
         search.append(bench_search(n, default_threads(), bw))
     results["search"] = search
     results["bench_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    results["load_after"] = [round(v, 2) for v in os.getloadavg()]
     return results
+
+
+def _load(r: dict[str, Any]) -> str:
+    """How busy the machine was around a run: its load averages, if recorded."""
+    before, after = r.get("load_before"), r.get("load_after")
+    if not before or not after:
+        return "not recorded"
+    return f"{before[0]:.1f} before, {after[0]:.1f} after (1-minute averages)"
 
 
 def to_markdown(r: dict[str, Any]) -> str:
@@ -403,27 +507,36 @@ def to_markdown(r: dict[str, Any]) -> str:
     lines = [
         "# facerec benchmarks",
         "",
-        f"Measured by `facerec bench` on {r['date']}: **{m['cores']} cores**, {m['cpu']}, "
-        f"Python {m['python']}, {m['system']}. Figures are from one run on a shared machine; "
-        "read them as ratios and orders of magnitude.",
+        f"Measured by `{r.get('command', 'facerec bench')}` on {r['date']}: **{m['cores']} cores**, "
+        f"{m['cpu']}, Python {m['python']}, {m['system']}. Load average: {_load(r)}. Figures are "
+        "from one run on a shared machine; read them as ratios and orders of magnitude. "
+        "`facerec bench --compare OLD.json` prints a run against a saved one (`--save`), stage "
+        "by stage.",
         "",
         "## Pipeline stages (ms per frame, tracked, as the app runs)",
         "",
         "Synthetic MJPG streams of shared photos (1 or 5 different people); 3 of the 5 are "
-        "enrolled. *embed/face* is the time of one embedding; the tracker embeds a face when its "
-        "track starts, when it grows or sharpens, and every 8 frames, so *embed* per frame is "
-        "far below faces x embed/face.",
+        "enrolled; run as `facerec watch` runs a video file. The stage columns are the work "
+        "per frame: *decode* on the reader thread, *detect* (whole frame, regions around small "
+        "tracked faces, tiles, and the second look at small faces before embedding), *align* "
+        "(tracking and crops), *embed* and *search* (with the vote); *work* is their sum. The "
+        "stages of consecutive frames overlap on two cores, so a frame takes *wall* ms "
+        "(1000 / fps in steady state); *CPU* is the CPU time of every thread of the process "
+        "per frame. *embed/face* is the time of one embedding; the tracker embeds a face when "
+        "its track starts, when it grows or sharpens, and every 8 frames, so *embed* per frame "
+        "is far below faces x embed/face.",
         "",
-        "| stream | faces | decode | detect | align | embed | search | **total** | embed/face "
-        "| processed fps | native fps |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| stream | faces | decode | detect | align | embed | search | work | **wall** | CPU "
+        "| embed/face | processed fps | native fps |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, s in r["streams"].items():
         ms = s["ms"]
         lines.append(
             f"| {key.split('_')[0]} | {s['faces_per_frame']:.0f} | {ms['decode']} | {ms['detect']} | "
-            f"{ms['align']} | {ms['embed']} | {ms['search']} | **{ms['total']}** | "
-            f"{s['embed_ms_per_face']} | {s['processed_fps']} | {s['native_fps']} |")
+            f"{ms['align']} | {ms['embed']} | {ms['search']} | {ms['total']} | "
+            f"**{s.get('wall_ms', '')}** | {s.get('cpu_ms', '')} | {s['embed_ms_per_face']} | "
+            f"{s['processed_fps']} | {s['native_fps']} |")
     lines += [
         "",
         "Without the tracker (every face of every frame detected over all tiles and embedded, "
@@ -436,13 +549,39 @@ def to_markdown(r: dict[str, Any]) -> str:
         u = s["untracked"]
         lines.append(f"| {key.split('_')[0]} | {u['faces']} | {u['detect']} | {u['embed']} | "
                      f"{u['embed_ms_per_face']} | {u['total']} |")
+    if r.get("camera"):
+        lines += [
+            "",
+            "## A live camera: CPU at the camera's own rate",
+            "",
+            "The stream above delivered at 30 fps, as a camera delivers it (decoded on the "
+            "grabber thread, the newest frame processed), for its whole length. *Cores busy* "
+            "is the process's CPU time over the wall time (1.0 = one core kept busy): what "
+            "decides fan noise and battery life.",
+            "",
+            "| camera | faces | frames delivered | frames processed | CPU ms per frame "
+            "| **cores busy** |",
+            "|---|---|---|---|---|---|",
+        ]
+        for key, c in r["camera"].items():
+            size, faces = key.split("_")
+            lines.append(f"| {size} at {c['camera_fps']:.0f} fps | {faces.removesuffix('face')} | "
+                         f"{c['frames_delivered']} | {c['frames_processed']} | "
+                         f"{c['cpu_ms_per_frame']} | **{c['cores_busy']}** |")
+    from app.pipeline.scan import NEAR_RESCAN, RESCAN_AFTER, SWEEP_FRAMES
+    from app.pipeline.tracking import TILES_PER_FRAME
+
     lines += [
         "",
         "## Small faces: the tile scan",
         "",
-        "A 1080p frame with five faces 40-80 px high, and a 640x480 webcam close-up, run as a "
-        "stream with 4 tiles per frame (round robin, plus a region around each small tracked "
-        "face) and with the whole-frame pass only:",
+        "Three scenes run as a stream, with the tile scan (`scan.TileScheduler`: every tile "
+        f"once when the stream starts or cuts, {TILES_PER_FRAME} a frame at most; after that a "
+        f"tile where the picture changed, at most every {RESCAN_AFTER} frames, or every "
+        f"{NEAR_RESCAN} if it changed only near a tracked face, and each at least every "
+        f"{SWEEP_FRAMES} frames; plus a region around each small tracked face) and with the "
+        "whole-frame pass only. For the walk-in, frames until found count from the frame the "
+        "face is first wholly in view.",
         "",
         "| scene | detection | faces found | frames until all found | ms per frame |",
         "|---|---|---|---|---|",
@@ -495,6 +634,66 @@ def to_markdown(r: dict[str, Any]) -> str:
     lines += ["", f"Peak memory of the benchmark process: {r['bench_peak_rss_mb']} MB.", "",
               "Raw results: `facerec bench --json`.", ""]
     return "\n".join(lines)
+
+
+def _ratio(old: Any, new: Any) -> str:
+    """The ratio now / then as "x0.42", or "" if either is missing or zero."""
+    if not isinstance(old, (int, float)) or not isinstance(new, (int, float)) or not old:
+        return ""
+    return f"x{new / old:.2f}"
+
+
+def compare(ref: dict[str, Any], now: dict[str, Any]) -> str:
+    """A Markdown table of *now* against a saved run *ref*, stage by stage.
+
+    Rows present in only one of the two runs are left out; a ratio below 1 means *now*
+    is faster (or uses less), except for fps rows, where above 1 is faster.
+    """
+    rows: list[tuple[str, str, Any, Any]] = []
+    for key in now.get("streams", {}):
+        old, new = ref.get("streams", {}).get(key), now["streams"][key]
+        if old is None:
+            continue
+        for stage in ("decode", "detect", "align", "embed", "search", "total"):
+            label = "work" if stage == "total" else stage
+            rows.append((key, f"{label} ms", old["ms"].get(stage), new["ms"].get(stage)))
+        # A run without wall time processed frames one after the other: its work was its wall.
+        rows.append((key, "wall ms", old.get("wall_ms", old["ms"].get("total")), new.get("wall_ms")))
+        rows.append((key, "CPU ms", old.get("cpu_ms"), new.get("cpu_ms")))
+        rows.append((key, "processed fps", old.get("processed_fps"), new.get("processed_fps")))
+        rows.append((key, "embed ms/face", old.get("embed_ms_per_face"), new.get("embed_ms_per_face")))
+    for key, new in now.get("camera", {}).items():
+        old = ref.get("camera", {}).get(key)
+        if old is not None:
+            rows.append((f"camera {key}", "cores busy", old.get("cores_busy"), new.get("cores_busy")))
+    old_tiles = {(t["scene"], t["tiles"]): t for t in ref.get("tiles", [])}
+    for t in now.get("tiles", []):
+        o = old_tiles.get((t["scene"], t["tiles"]))
+        if o is not None:
+            label = f"{t['scene']} ({'tiles' if t['tiles'] else 'whole frame'})"
+            rows.append((label, "ms per frame", o["ms_per_frame"], t["ms_per_frame"]))
+            rows.append((label, "frames until found", o["frames_until_all_found"],
+                         t["frames_until_all_found"]))
+    for threads, row in now.get("embed_threads", {}).items():
+        o = ref.get("embed_threads", {}).get(threads)
+        if o is not None:
+            rows.append((f"embedding, {threads} thread(s)", "ms per face", o["batch1"], row["batch1"]))
+    if "startup" in ref and "startup" in now:
+        rows.append(("start-up", "first frame s", ref["startup"]["first_frame_s"],
+                     now["startup"]["first_frame_s"]))
+        rows.append(("start-up", "peak MB", ref["startup"]["peak_rss_mb"], now["startup"]["peak_rss_mb"]))
+    old_search = {s["faces"]: s for s in ref.get("search", [])}
+    for srch in now.get("search", []):
+        o = old_search.get(srch["faces"])
+        if o is not None:
+            for k in ("hnsw_ms_p50", "hnsw_ms_p99", "hnsw_recall_at_1"):
+                rows.append((f"search {srch['faces']:,}", k, o[k], srch[k]))
+    lines = [f"| | | then ({ref.get('date', '?')}) | now ({now.get('date', '?')}) | now / then |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {what} | {measure} | {'' if old is None else old} | {'' if new is None else new} "
+              f"| {_ratio(old, new)} |" for what, measure, old, new in rows]
+    loads = f"Load average then: {_load(ref)}; now: {_load(now)}."
+    return "\n".join(lines + ["", loads, ""])
 
 
 def dump(results: dict[str, Any]) -> str:

@@ -4,8 +4,9 @@ BlazeFace short-range sees the frame at 128x128, so it finds faces that fill a g
 of the picture (a webcam sitter) but misses a face 40 px high in a 1080p scene: that is
 under 3 px at model scale. Running the same model on square tiles of the frame brings
 small faces up to a size it detects; `TilePlan` lays the tiles out over a few scales.
-On a live stream the tiles are scanned a few per frame (round robin), and regions
-around faces already being tracked are scanned every frame (see `tracking`).
+A photo gets every tile. On a live stream a tile is scanned where a new face may have
+appeared (see `scan`), and a region around a small tracked face in every frame in which
+the whole-frame pass does not find it (see `tracking`).
 
 A pass that sees a face small also places it coarsely, and FaceNet is sensitive to the
 crop, so a small face is detected once more in a region around it before it is embedded
@@ -275,16 +276,6 @@ class TilePlan:
             for y in _starts(height, side, stride):
                 for x in _starts(width, side, stride):
                     self.regions.append((x, y, side))
-        self._next = 0
-
-    def take(self, n: int) -> list[Region]:
-        """The next *n* tiles, round robin (a live stream scans a few per frame)."""
-        if not self.regions or n <= 0:
-            return []
-        n = min(n, len(self.regions))
-        out = [self.regions[(self._next + i) % len(self.regions)] for i in range(n)]
-        self._next = (self._next + n) % len(self.regions)
-        return out
 
 
 def _starts(length: int, side: int, stride: int) -> list[int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +30,41 @@ from app.pipeline.store import (
     normalize_name,
     open_store,
 )
-from app.pipeline.tracking import FaceTracker
+from app.pipeline.tracking import FaceTracker, Track
 from app.pipeline.types import Detection, FaceResult, FrameResult
 
 log = logging.getLogger(__name__)
 
 #: Smallest face (box height in pixels) accepted for enrollment.
 MIN_ENROLL_FACE_PX = 48
+
+
+@dataclass
+class FrameWork:
+    """One frame on its way through `Recognizer.find`, `follow` and `name_faces`.
+
+    Attributes
+    ----------
+    rgb : ndarray
+        The frame.
+    index : int
+        Its position in the stream.
+    dets : list of Detection
+        Every face found (`find`).
+    timings : dict
+        Milliseconds per stage so far.
+    pairs : list of (Track, Detection)
+        The confirmed tracks seen in the frame (`follow`).
+    todo : list of (Track, Detection)
+        Those to embed now (`follow`).
+    """
+
+    rgb: np.ndarray
+    index: int
+    dets: list[Detection]
+    timings: dict[str, float]
+    pairs: list[tuple[Track, Detection]] = field(default_factory=list)
+    todo: list[tuple[Track, Detection]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -93,7 +121,13 @@ class Recognizer:
     """Detect, align, embed and identify faces; enroll and manage people.
 
     Build it with `Recognizer.open`. It is not thread-safe: one thread owns it (the CLI's
-    main thread, or the GUI's pipeline worker).
+    main thread, or the GUI's pipeline worker). The one exception is a stream run by
+    `stream.StreamPipeline`, which calls `find` for a frame on the owner thread while
+    `name_faces` runs for the previous frame on a helper thread: after
+    `use_two_detectors`, those two touch disjoint state (`find`: the detector and the
+    tracker's scan state; `name_faces`: the second detector, the embedder, the index, the
+    decision rule and the tracks' votes), and the pipeline is drained before anything else
+    is called.
     """
 
     def __init__(self, detector: FaceDetector, embedder: FaceEmbedder, store: Store,
@@ -107,6 +141,7 @@ class Recognizer:
         self.settings = settings
         self.rule = DecisionRule(calibration or load_calibration(model_dir), settings.false_accept,
                                  settings.min_similarity)
+        self._refiner: FaceDetector | None = None
         self.index_path = index_path if index_path is not None else index.path
 
     @classmethod
@@ -149,6 +184,8 @@ class Recognizer:
         """Release the models and the store."""
         self.index.flush()
         self.detector.close()
+        if self._refiner is not None:
+            self._refiner.close()
         self.store.close()
 
     def __enter__(self) -> Recognizer:
@@ -171,13 +208,41 @@ class Recognizer:
         self.settings = settings
         self.rule = DecisionRule(self.rule.calibration, settings.false_accept, settings.min_similarity)
         self.detector.min_confidence = settings.detection_confidence
+        if self._refiner is not None:
+            self._refiner.min_confidence = settings.detection_confidence
         self.index.search_mode = settings.search
 
     # -- recognition ------------------------------------------------------------
+    def use_two_detectors(self) -> None:
+        """Give the embedding stage a detector of its own for `FaceDetector.refine`.
+
+        Then `name_faces` (which locates small faces again before embedding them) can run
+        on one core while `find` runs the next frame's detection on the other. Both
+        detectors are the same model with the same settings: results do not change.
+        """
+        if self._refiner is None:
+            self._refiner = FaceDetector(self.detector.min_confidence, self.model_dir)
+
+    @property
+    def refiner(self) -> FaceDetector:
+        """The detector that locates faces again before they are embedded."""
+        return self._refiner if self._refiner is not None else self.detector
+
+    def _crops(self, rgb: np.ndarray, dets: Sequence[Detection]) -> tuple[list[np.ndarray], float]:
+        """Aligned crops of faces about to be embedded, and the ms spent locating them again.
+
+        Small faces are detected again first (`FaceDetector.refine`); that second look is
+        a detector run, reported apart so it can be counted as detection time.
+        """
+        t0 = time.perf_counter()
+        located = [self.refiner.refine(rgb, d) for d in dets]
+        refine_ms = (time.perf_counter() - t0) * 1e3
+        return [align_face(rgb, d) for d in located], refine_ms
+
     def embed_detections(self, rgb: np.ndarray, dets: Sequence[Detection]
                          ) -> tuple[list[np.ndarray], np.ndarray]:
         """Aligned crops and their embeddings for the given detections."""
-        crops = [align_face(rgb, self.detector.refine(rgb, d)) for d in dets]
+        crops, _ = self._crops(rgb, dets)
         emb = self.embedder.embed(np.stack(crops)) if crops else np.empty((0, 512), np.float32)
         return crops, emb
 
@@ -202,18 +267,70 @@ class Recognizer:
         """Every face in a frame: the whole frame, then tiles for small faces.
 
         Without a tracker (a photo) every tile is scanned; with one (a stream) only the
-        regions it asks for: around small tracked faces, plus a few tiles per frame.
+        regions it asks for: around small tracked faces, and the tiles where a new face
+        may have appeared.
         Where passes overlap, the whole frame's detection of a face large enough for it
         to place precisely (`REFINE_BELOW`) wins, so a photo gets the same box whether
         it is enrolled or identified; otherwise the highest score wins.
         """
         h, w = rgb.shape[:2]
-        regions = tracker.regions(w, h) if tracker is not None else TilePlan.for_still(w, h).regions
+        regions = tracker.regions(rgb) if tracker is not None else TilePlan.for_still(w, h).regions
         sure: list[Detection] = []
         others = self.detector.detect_regions(rgb, regions)
         for d in self.detector.detect(rgb):
             (sure if d.box[3] >= REFINE_BELOW * max(w, h) else others).append(d)
         return merge_detections(others, first=sure)
+
+    def find(self, rgb: np.ndarray, frame_index: int = 0,
+             tracker: FaceTracker | None = None) -> FrameWork:
+        """Stage 1 of `process`: every face in the frame (`detect`)."""
+        t0 = time.perf_counter()
+        dets = self.detect(rgb, tracker)
+        return FrameWork(rgb, frame_index, dets, {"detect": (time.perf_counter() - t0) * 1e3})
+
+    def follow(self, work: FrameWork, tracker: FaceTracker) -> None:
+        """Stage 2 of `process` on a stream: scene cut, association, which faces to embed."""
+        t0 = time.perf_counter()
+        tracker.scene_cut(work.rgb)
+        work.pairs = tracker.associate(work.dets, work.index)
+        work.todo = [(t, d) for t, d in work.pairs
+                     if tracker.needs_embedding(t, work.rgb, work.index)]
+        work.timings["track"] = (time.perf_counter() - t0) * 1e3
+
+    def name_faces(self, work: FrameWork, tracker: FaceTracker | None = None) -> FrameResult:
+        """Stage 3 of `process`: locate, align, embed and `identify` the faces; name them.
+
+        With a tracker, the faces of ``work.todo`` are embedded and their tracks vote;
+        without one (a photo), every face found is embedded and named on its own.
+        """
+        rgb, frame_index = work.rgb, work.index
+        t1 = time.perf_counter()
+        todo_dets = [d for _, d in work.todo] if tracker is not None else work.dets
+        # Faces about to be embedded, located precisely (small ones are detected again).
+        crops, refine_ms = self._crops(rgb, todo_dets)
+        t2 = time.perf_counter()
+        emb = self.embedder.embed(np.stack(crops)) if crops else None
+        t3 = time.perf_counter()
+        decisions = self.identify(emb) if emb is not None else []
+        if tracker is not None:
+            for (track, _), e, dec in zip(work.todo, emb if emb is not None else [], decisions):
+                tracker.record(track, e, dec, rgb, frame_index)
+                track.candidate = dec.candidate_id
+            faces = tuple(self._face(d, t.shown_person, t.shown_similarity, t.score, t.id, t.candidate)
+                          for t, d in work.pairs)
+        else:
+            faces = tuple(self._face(d, dec.person_id, dec.similarity, dec.score,
+                                     candidate=dec.candidate_id)
+                          for d, dec in zip(work.dets, decisions))
+        t4 = time.perf_counter()
+        # The second look at small faces is a detector run: counted as detection; the
+        # tracker's bookkeeping goes with alignment.
+        timings = {"detect": work.timings["detect"] + refine_ms,
+                   "align": work.timings.get("track", 0.0) + (t2 - t1) * 1e3 - refine_ms,
+                   "embed": (t3 - t2) * 1e3, "search": (t4 - t3) * 1e3}
+        timings["total"] = sum(timings.values())
+        h, w = rgb.shape[:2]
+        return FrameResult(faces, (w, h), timings, frame_index, embedded=len(crops))
 
     def process(self, rgb: np.ndarray, frame_index: int = 0,
                 tracker: FaceTracker | None = None) -> FrameResult:
@@ -234,41 +351,10 @@ class Recognizer:
         FrameResult
             One `FaceResult` per face (largest first) and per-stage timings in ms.
         """
-        t0 = time.perf_counter()
-        dets = self.detect(rgb, tracker)
-        t1 = time.perf_counter()
+        work = self.find(rgb, frame_index, tracker)
         if tracker is not None:
-            tracker.scene_cut(rgb)
-            pairs = tracker.associate(dets, frame_index)
-            todo = [(t, d) for t, d in pairs if tracker.needs_embedding(t, rgb, frame_index)]
-            todo_dets = [d for _, d in todo]
-        else:
-            todo_dets = dets
-        # Faces about to be embedded, located precisely (small ones are detected again).
-        tr = time.perf_counter()
-        todo_dets = [self.detector.refine(rgb, d) for d in todo_dets]
-        tr = time.perf_counter() - tr  # a detector run: counted as detection
-        crops = [align_face(rgb, d) for d in todo_dets]
-        t2 = time.perf_counter()
-        emb = self.embedder.embed(np.stack(crops)) if crops else None
-        t3 = time.perf_counter()
-        decisions = self.identify(emb) if emb is not None else []
-        if tracker is not None:
-            for (track, _), e, dec in zip(todo, emb if emb is not None else [], decisions):
-                tracker.record(track, e, dec, rgb, frame_index)
-                track.candidate = dec.candidate_id
-            faces = tuple(self._face(d, t.shown_person, t.shown_similarity, t.score, t.id, t.candidate)
-                          for t, d in pairs)
-        else:
-            faces = tuple(self._face(d, dec.person_id, dec.similarity, dec.score,
-                                     candidate=dec.candidate_id)
-                          for d, dec in zip(dets, decisions))
-        t4 = time.perf_counter()
-        timings = {"detect": (t1 - t0 + tr) * 1e3, "align": (t2 - t1 - tr) * 1e3,
-                   "embed": (t3 - t2) * 1e3, "search": (t4 - t3) * 1e3,
-                   "total": (t4 - t0) * 1e3}
-        h, w = rgb.shape[:2]
-        return FrameResult(faces, (w, h), timings, frame_index, embedded=len(crops))
+            self.follow(work, tracker)
+        return self.name_faces(work, tracker)
 
     # -- enrollment -------------------------------------------------------------
     def enroll_face(self, rgb: np.ndarray, source: str = "", *, require_single: bool = False,

@@ -1,15 +1,19 @@
 """Frame sources: a camera, a video file or a network stream, through OpenCV.
 
-Every source yields RGB ``uint8`` frames. Live sources (cameras, streams) are read by a
-background grabber that keeps only the newest frame, so a slow consumer always sees the
-present and never a growing backlog; a video file yields every frame in order.
+Every source yields RGB ``uint8`` frames. Reading and decoding happen on a thread of
+their own, off the recognition thread's critical path: live sources (cameras, streams)
+through a `LatestFrameGrabber`, which keeps only the newest frame, so a slow consumer
+always sees the present and never a growing backlog; video files through a `ReadAhead`,
+which decodes a few frames ahead and yields every frame in order.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -76,13 +80,17 @@ class VideoSource:
                  height: int | None = None) -> None:
         self.spec = spec if isinstance(spec, SourceSpec) else SourceSpec.parse(spec)
         self.frames_read = 0
+        #: Milliseconds the last `read` spent reading and decoding.
+        self.read_ms = 0.0
         self._cap = self._open(width, height)
         self.fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         if not (0.0 < self.fps < 1000.0):
             self.fps = 30.0 if self.spec.kind != "file" else 25.0
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.frame_count = count if self.spec.kind == "file" and count > 0 else None
+        t0 = time.perf_counter()
         first = self._read_raw()
+        self.read_ms = (time.perf_counter() - t0) * 1e3
         if first is None:
             self._cap.release()
             raise SourceError(f"{self.spec.describe()}: opened, but it delivers no frames")
@@ -133,7 +141,9 @@ class VideoSource:
             return None
         if bgr.ndim == 2:
             return cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        # In place: each read returns a new array, so no other frame shares this buffer,
+        # and a second full-frame allocation per frame is saved.
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)
 
     @property
     def is_live(self) -> bool:
@@ -156,7 +166,9 @@ class VideoSource:
             return None
         failures = 0
         while True:
+            t0 = time.perf_counter()
             raw = self._read_raw()
+            self.read_ms = (time.perf_counter() - t0) * 1e3
             if raw is not None:
                 self.frames_read += 1
                 return raw
@@ -200,7 +212,40 @@ class VideoSource:
         self.close()
 
 
-class LatestFrameGrabber:
+class _ReaderThread:
+    """Read a source on a thread of its own; the thread also releases it."""
+
+    def __init__(self, source: VideoSource, name: str) -> None:
+        self.source = source
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._read_all()
+        finally:
+            # Released here, by the only thread that reads it: releasing a capture while
+            # another thread is inside read() is undefined behaviour in OpenCV.
+            self.source.close()
+
+    def _read_all(self) -> None:
+        raise NotImplementedError
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop reading; the reader thread releases the source as it ends.
+
+        If a read is stuck (a stalled stream) the thread finishes, and releases, when the
+        read returns; the stream's read timeout bounds that.
+        """
+        self._stop.set()
+        self._thread.join(timeout=timeout)
+        if self._thread.is_alive():
+            log.warning("%s: still reading; it is released when the read returns",
+                        self.source.spec.describe())
+
+
+class LatestFrameGrabber(_ReaderThread):
     """Read a live source on its own thread, keeping only the newest frame.
 
     A camera buffers frames when nobody reads them; reading on our own schedule would
@@ -209,26 +254,15 @@ class LatestFrameGrabber:
     """
 
     def __init__(self, source: VideoSource) -> None:
-        self.source = source
         self._cond = threading.Condition()
         self._frame: np.ndarray | None = None
         self._seq = 0
         self._taken = 0
         self._error: Exception | None = None
         self._done = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="frame-grabber", daemon=True)
-        self._thread.start()
+        super().__init__(source, "frame-grabber")
 
-    def _run(self) -> None:
-        try:
-            self._grab()
-        finally:
-            # Released here, by the only thread that reads it: releasing a capture while
-            # another thread is inside read() is undefined behaviour in OpenCV.
-            self.source.close()
-
-    def _grab(self) -> None:
+    def _read_all(self) -> None:
         try:
             while not self._stop.is_set():
                 frame = self.source.read()
@@ -243,6 +277,11 @@ class LatestFrameGrabber:
             with self._cond:
                 self._error, self._done = exc, True
                 self._cond.notify_all()
+
+    def has_new(self) -> bool:
+        """True if a frame newer than the last one returned is waiting."""
+        with self._cond:
+            return self._seq != self._taken
 
     def latest(self, timeout: float = 5.0) -> np.ndarray | None:
         """The newest frame not yet returned; None at end. Re-raises a source error."""
@@ -260,17 +299,76 @@ class LatestFrameGrabber:
                 raise self._error
             return None
 
-    def close(self, timeout: float = 2.0) -> None:
-        """Stop reading; the grabber thread releases the source as it ends.
 
-        If a read is stuck (a stalled stream) the thread finishes, and releases, when the
-        read returns; the stream's read timeout bounds that.
-        """
-        self._stop.set()
-        self._thread.join(timeout=timeout)
-        if self._thread.is_alive():
-            log.warning("%s: still reading; it is released when the read returns",
-                        self.source.spec.describe())
+#: Frames a `ReadAhead` decodes ahead of its consumer (each one is a full frame in memory).
+READ_AHEAD = 3
+
+
+class ReadAhead(_ReaderThread):
+    """Decode a video file on its own thread, a few frames ahead, every frame in order.
+
+    The consumer's `read` then costs a queue hand-off instead of a decode, and decoding
+    runs on the other core while the consumer works on the previous frame.
+
+    Parameters
+    ----------
+    source : VideoSource
+        A file (a live source belongs in a `LatestFrameGrabber`).
+    depth : int
+        Decoded frames kept ready.
+    """
+
+    def __init__(self, source: VideoSource, depth: int = READ_AHEAD) -> None:
+        self._queue: queue.Queue[np.ndarray | Exception | None] = queue.Queue(maxsize=max(1, depth))
+        self._ended = False
+        #: Milliseconds spent reading and decoding each of the last frames (for `bench`).
+        self.read_ms: deque[float] = deque(maxlen=4096)
+        super().__init__(source, "read-ahead")
+
+    def _read_all(self) -> None:
+        item: np.ndarray | Exception | None
+        try:
+            while not self._stop.is_set():
+                item = self.source.read()
+                if item is not None:
+                    self.read_ms.append(self.source.read_ms)
+                if not self._put(item) or item is None:
+                    return
+        except Exception as exc:  # surfaced to the consumer by read()
+            self._put(exc)
+
+    def _put(self, item: np.ndarray | Exception | None) -> bool:
+        """Queue *item*, waiting for room; False if the reader was stopped meanwhile."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def ready(self) -> bool:
+        """True if the next frame is decoded and waiting."""
+        return not self._queue.empty()
+
+    def read(self) -> np.ndarray | None:
+        """The next frame in order; None at the end. Re-raises a decode error."""
+        if self._ended:
+            return None
+        while True:
+            try:
+                item = self._queue.get(timeout=0.1)
+                break
+            except queue.Empty:
+                if not self._thread.is_alive() and self._queue.empty():  # closed meanwhile
+                    self._ended = True
+                    return None
+        if isinstance(item, Exception):
+            self._ended = True
+            raise item
+        if item is None:
+            self._ended = True
+        return item
 
 
 @contextmanager

@@ -7,9 +7,9 @@ recent embeddings, so a name does not flicker and one bad frame (motion blur, a 
 head) cannot name the wrong person.
 
 The tracker also says where the detector should look beyond the whole frame: a region
-around each small tracked face (so a face too small for the whole-frame pass stays
-found every frame) and a few tiles of the frame, round robin, to discover new small
-faces (see `detector.TilePlan`).
+around each small tracked face (so a face too small for the whole-frame pass stays found,
+and placed precisely, every frame; one region serves every small face it holds), and the
+tiles of the frame where a new small face may have appeared (see `scan.TileScheduler`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 
 from app.pipeline.decision import Decision
-from app.pipeline.detector import TILE_PER_FACE, Region, TilePlan, iou, square_around
+from app.pipeline.detector import TILE_PER_FACE, Region, iou, square_around
+from app.pipeline.scan import TileScheduler, frame_cells
 from app.pipeline.types import Detection
 
 #: Frames a track survives without a matching detection.
@@ -55,11 +56,18 @@ SCENE_CUT = 40.0
 #: than `SURE_SCORE`: a one-frame detection in clutter is usually not a face.
 CONFIRM_HITS = 2
 SURE_SCORE = 0.8
-#: Tiles scanned per frame to discover small faces.
+#: Most tiles scanned per frame to discover small faces (see `scan.TileScheduler`).
 TILES_PER_FRAME = 4
 #: The whole-frame pass reliably finds faces taller than this fraction of the longer
-#: side; smaller tracked faces get a region of their own every frame.
+#: side; smaller tracked faces get a region every frame (the whole-frame pass misses
+#: them, or places them coarsely: a 150 px face in 720p came back 194 px high).
 WHOLE_FRAME_MIN_FACE = 0.2
+#: A tracked face's region is this many times its height: the face is seen at
+#: 128 / (TILE_PER_FACE * 0.8) = 25 px at model scale, with room to move.
+REGION_PER_FACE = TILE_PER_FACE * 0.8
+#: A region chosen for one face serves another only if that face stays whole in it
+#: after moving by this fraction of its height (its own region leaves it 2 heights).
+REGION_SLACK = 0.5
 
 
 @dataclass(frozen=True)
@@ -133,12 +141,19 @@ class FaceTracker:
         self.tracks: list[Track] = []
         self.tiles_per_frame = tiles_per_frame
         self._next_id = 1
-        self._plan: TilePlan | None = None
+        self._scan: TileScheduler | None = None
         self._thumb: np.ndarray | None = None
+        # Where the tracks were as of the last association. `regions` reads only this, so
+        # the next frame's detection may run while `record` updates this frame's tracks.
+        self._seen: list[Detection] = []
+        self._cells: tuple[np.ndarray, np.ndarray] | None = None  # (frame, its cells)
 
     def reset(self) -> None:
-        """Forget every track (e.g. after a seek or a source change)."""
+        """Forget every track (e.g. after a seek or a source change); rescan every tile."""
         self.tracks.clear()
+        self._seen = []
+        if self._scan is not None:
+            self._scan.reset()
 
     def correct(self, track_id: int, person_id: int | None = None, *,
                 not_person: int | None = None, similarity: float = 0.0) -> bool:
@@ -156,25 +171,35 @@ class FaceTracker:
         return False
 
     # -- where to look ------------------------------------------------------------
-    def regions(self, width: int, height: int) -> list[Region]:
-        """Regions to run the detector on this frame, besides the whole frame."""
-        if self._plan is None or self._plan.size != (width, height):
-            self._plan = TilePlan(width, height)
-        out = []
-        long_side = max(width, height)
-        for t in self.tracks:
-            h = t.det.raw_box[3]
-            if h >= WHOLE_FRAME_MIN_FACE * long_side:
+    def regions(self, rgb: np.ndarray) -> list[Region]:
+        """Regions to run the detector on in this frame, besides the whole frame.
+
+        Around each small tracked face, a square `REGION_PER_FACE` times its height,
+        unless a square already chosen holds the face whole and sees it no smaller than
+        the tile scan that found it did (then that run finds it as well); then the tiles
+        `scan.TileScheduler` picks.
+        """
+        h, w = rgb.shape[:2]
+        if self._scan is None or self._scan.size != (w, h):
+            self._scan = TileScheduler(w, h)
+        cells = frame_cells(rgb)
+        self._cells = (rgb, cells)
+        out: list[Region] = []
+        long_side = max(w, h)
+        for seen in self._seen:
+            box = seen.raw_box
+            if box[3] >= WHOLE_FRAME_MIN_FACE * long_side:
                 continue
-            out.append(square_around(t.det.raw_box, max(128, round(h * TILE_PER_FACE * 0.8)),
-                                     width, height))
-        return out + self._plan.take(self.tiles_per_frame)
+            coarsest = max(128, round(box[3] * TILE_PER_FACE))
+            if not any(_holds(r, box, coarsest) for r in out):
+                out.append(square_around(box, max(128, round(box[3] * REGION_PER_FACE)), w, h))
+        return out + self._scan.take(cells, self._seen, self.tiles_per_frame)
 
     # -- association ----------------------------------------------------------------
     def scene_cut(self, rgb: np.ndarray) -> bool:
         """True (and every track ends) if this frame cut to a different picture."""
-        thumb = cv2.cvtColor(cv2.resize(rgb, (32, 18), interpolation=cv2.INTER_AREA),
-                             cv2.COLOR_RGB2GRAY).astype(np.float32)
+        cells = self._cells[1] if self._cells is not None and self._cells[0] is rgb else frame_cells(rgb)
+        thumb = cv2.resize(cells, (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
         prev, self._thumb = self._thumb, thumb
         if prev is not None and float(np.abs(thumb - prev).mean()) > SCENE_CUT:
             self.reset()
@@ -216,6 +241,7 @@ class FaceTracker:
                 self.tracks.append(track)
                 out.append((track, d))
         self.tracks = [t for t in self.tracks if frame_index - t.last_seen <= MAX_MISSED]
+        self._seen = [t.det for t in self.tracks]
         out = [(t, d) for t, d in out if t.confirmed]
         out.sort(key=lambda td: td[1].area, reverse=True)
         return out
@@ -272,6 +298,19 @@ class FaceTracker:
         else:
             track.similarity = float(np.mean([s for p, s, _ in track.votes if p == winner]))
             track.score = float(np.mean([d for p, _, d in track.votes if p == winner]))
+
+
+def _holds(region: Region, box: tuple[float, float, float, float], side: int) -> bool:
+    """Whether *region* is at most *side* wide and holds the face at *box* whole.
+
+    Whole even if the face moves by `REGION_SLACK` of its height before the next frame.
+    """
+    x0, y0, s = region
+    bx, by, bw, bh = box
+    # `FaceDetector.detect_regions` drops a face this close to a region's edge.
+    m = 0.02 * s + REGION_SLACK * bh
+    return (s <= side and x0 + m <= bx and bx + bw <= x0 + s - m
+            and y0 + m <= by and by + bh <= y0 + s - m)
 
 
 def patch_sharpness(rgb: np.ndarray, det: Detection, size: int = 48) -> float:

@@ -48,11 +48,17 @@ BACKGROUND = QColor("#17181c")
 Action = tuple[str, Callable[[], None]]
 
 
-def rgb_to_qimage(frame: np.ndarray) -> QImage:
-    """Wrap an RGB ``uint8`` array as a `QImage` that owns a copy of the pixels."""
-    frame = np.ascontiguousarray(frame)
+def rgb_to_qimage(frame: np.ndarray, copy: bool = True) -> QImage:
+    """Wrap an RGB ``uint8`` array as a `QImage`.
+
+    With *copy* the image owns a copy of the pixels; without, it reads the array's own
+    memory, and the caller must keep the array alive and unchanged while the image is used.
+    """
+    if not frame.flags.c_contiguous:  # a contiguous copy would die with this call
+        frame, copy = np.ascontiguousarray(frame), True
     h, w = frame.shape[:2]
-    return QImage(frame.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+    image = QImage(frame.data, w, h, 3 * w, QImage.Format.Format_RGB888)
+    return image.copy() if copy else image
 
 
 class MessagePanel(QFrame):
@@ -182,14 +188,16 @@ class VideoView(QWidget):
     def set_payload(self, payload: FramePayload) -> None:
         """Show a new frame and its faces (GUI thread)."""
         self.payload = payload
-        self._image = rgb_to_qimage(payload.frame)
+        # No copy of the frame: the payload owns it (the worker never touches it again) and
+        # is kept, with the image, until the next one replaces both.
+        self._image = rgb_to_qimage(payload.frame, copy=False)
         self.dimmed = False
         self.update()
 
     def clear(self) -> None:
         """Forget the last frame."""
-        self.payload = None
         self._image = None
+        self.payload = None
         self.update()
 
     def set_dimmed(self, dimmed: bool) -> None:

@@ -15,8 +15,16 @@ sets ``_gui_busy`` when it emits one, and the GUI calls `frame_shown` once it ha
 painted it. A frame read while the GUI is still busy is thrown away, so Qt's event
 queue never fills up and the picture on screen is always the newest. Live sources are
 read through a `LatestFrameGrabber`, which itself keeps only the newest frame; video
-files are paced at their native frame rate, skipping frames when processing is slower,
-so a file plays in real time like a camera.
+files are decoded ahead by a `ReadAhead` and paced at their native frame rate, skipping
+frames when processing is slower, so a file plays in real time like a camera.
+
+Frames go through a `StreamPipeline`: when the next frame is already waiting, its
+detection runs on one core while this frame's faces are embedded on the other, and the
+results still come out in order. When no frame is waiting (the usual case: a camera
+delivers 30 frames a second) each frame is finished at once, so nothing waits for the
+next frame to be shown. A finished frame that the GUI is too busy to take is kept until
+it is free, unless a newer one finishes first. The pipeline is drained before any job
+runs and before the gallery is followed, so those see the recognizer idle.
 
 Methods on a `QThread` subclass run in the *caller's* thread: everything public here
 only sets an `Event` or puts a job on the queue.
@@ -40,12 +48,13 @@ from PySide6.QtCore import QObject, QThread, QTimer, Signal
 from app.config import Paths, Settings
 from app.pipeline.appearances import AppearanceLog, prune
 from app.pipeline.errors import FacerecError, SourceError, StoreError
-from app.pipeline.sources import LatestFrameGrabber, SourceSpec, VideoSource, list_cameras
+from app.pipeline.sources import LatestFrameGrabber, ReadAhead, SourceSpec, VideoSource, list_cameras
 from app.pipeline.tracking import FaceTracker
 
 if TYPE_CHECKING:
     from app.pipeline.recognizer import Recognizer
     from app.pipeline.store import Sighting
+    from app.pipeline.stream import Processed, StreamPipeline
     from app.pipeline.types import FrameResult
 
 log = logging.getLogger(__name__)
@@ -212,10 +221,12 @@ class PipelineWorker(QThread):
         # Worker-thread state: touched only inside run() and the jobs it executes.
         self._source: VideoSource | None = None
         self._grabber: LatestFrameGrabber | None = None
+        self._reader: ReadAhead | None = None
+        self._pipe: StreamPipeline | None = None
+        self._ready: Processed | None = None  # finished, waiting for the GUI to be free
         self._spec: SourceSpec | None = None
         self._play_start = 0.0
         self._position = 0
-        self._frame_index = 0
         self._last_frame_at = 0.0
         self._live_count = 0
         self._tracker = FaceTracker()
@@ -225,6 +236,7 @@ class PipelineWorker(QThread):
         self._paused = False
         self._journal = AppearanceLog()
         self._journal_at = 0.0
+        self._new_log_row = False
         self._pruned_at = -PRUNE_EVERY_S
         self.frames_processed = 0
         self.frames_dropped = 0
@@ -274,7 +286,7 @@ class PipelineWorker(QThread):
     def open_source(self, source: SourceSpec | str | int, start_at: int = 0) -> None:
         """Close the current source (if any) and play *source* (a file from frame *start_at*)."""
         spec = source if isinstance(source, SourceSpec) else SourceSpec.parse(source)
-        self._internal(lambda rec, reply: self._do_open(spec, start_at))
+        self._internal(lambda rec, reply: self._do_open(rec, spec, start_at))
 
     def pause(self) -> None:
         """Hold a video file on its current frame (live sources cannot pause)."""
@@ -309,7 +321,7 @@ class PipelineWorker(QThread):
 
     def replay(self) -> None:
         """Play the last source again from the start (after it ended or was lost)."""
-        self._internal(lambda rec, reply: self._spec and self._do_open(self._spec))
+        self._internal(lambda rec, reply: self._spec and self._do_open(rec, self._spec))
 
     def find_cameras(self, auto_open: bool = False) -> None:
         """Probe for cameras; answers with `cameras_found`."""
@@ -367,6 +379,8 @@ class PipelineWorker(QThread):
             while not self._stop.is_set():
                 self._run_jobs(rec, JOB_BUDGET_S)
                 if self._source is None or self._paused:
+                    self._settle()  # a frame in flight when the file was paused is shown
+                    self._show_ready()
                     self._wait_for_job(rec, 0.25)
                     self._housekeeping(rec)
                 else:
@@ -406,6 +420,7 @@ class PipelineWorker(QThread):
         # Another facerec process (the CLI, a second window, another workstation) may have
         # changed the gallery; one cheap query tells, and the index catches up only then.
         self._checked_store_at = now
+        self._settle()
         try:
             if rec.refresh():
                 self.people_changed.emit(rec.people())
@@ -421,10 +436,13 @@ class PipelineWorker(QThread):
             item = self._jobs.get(timeout=timeout)
         except queue.Empty:
             return
+        self._settle()
         if item is not None:
             self._execute(rec, *item)
 
     def _run_jobs(self, rec: Recognizer, budget: float) -> None:
+        if not self._jobs.empty():
+            self._settle()  # a job may change the recognizer: no frame may be in flight
         deadline = time.monotonic() + budget
         while not self._stop.is_set() and time.monotonic() < deadline:
             try:
@@ -457,19 +475,24 @@ class PipelineWorker(QThread):
         """Between frames or while idle: follow the store, write the log, apply retention."""
         self._check_store(rec)
         now = time.monotonic()
-        if self._journal.has_pending and now - self._journal_at >= LOG_FLUSH_S:
+        if self._journal.has_pending and (self._new_log_row or now - self._journal_at >= LOG_FLUSH_S):
             self._publish_log(rec)
         if now - self._pruned_at > PRUNE_EVERY_S:
             self._prune_log(rec)
 
-    def _log_frame(self, rec: Recognizer, result: FrameResult) -> None:
-        """Account for a processed frame in the recognition log; a new row is shown at once."""
+    def _log_frame(self, result: FrameResult) -> None:
+        """Account for a finished frame in the recognition log (frames in order).
+
+        A new row (someone came into view) is written and shown by the next
+        `_housekeeping`, before the next frame is processed.
+        """
         if self._journal.update(result):
-            self._publish_log(rec)
+            self._new_log_row = True
 
     def _publish_log(self, rec: Recognizer) -> None:
         """Write the log rows that changed and hand them to the GUI."""
         self._journal_at = time.monotonic()
+        self._new_log_row = False
         rows: list[Sighting] = self._journal.pending()
         if not rows:
             return
@@ -496,19 +519,39 @@ class PipelineWorker(QThread):
         self.paused_changed.emit(paused)
 
     def _do_seek(self, rec: Recognizer, frame: int) -> None:
-        source = self._source
-        if source is None or self._grabber is not None or not source.seek(frame):
+        if self._reader is None or self._spec is None or self._pipe is None:
+            return  # nothing playing, or a live source
+        # The file is decoded ahead on the reader's thread, which alone may touch its
+        # capture: open the file again at *frame* and give it a new reader.
+        s = self._settings
+        try:
+            source = VideoSource(self._spec, s.camera_width, s.camera_height)
+        except SourceError as exc:
+            log.warning("cannot seek %s: %s", self._spec.describe(), exc)
             return
-        self._position = source.frames_read
+        if not source.seek(frame):
+            source.close()
+            return
+        self._pipe.close()  # the frame in flight belongs to another moment: dropped
+        self._ready = None
+        self._reader.close()
+        self._source, self._reader = source, ReadAhead(source)
+        self._position = frame if source.frame_count is None else min(frame, source.frame_count - 1)
         self._play_start = time.monotonic() - self._position / source.fps
         self._tracker.reset()  # the faces of another moment
+        self._pipe = self._new_pipe(rec)
         if self._paused:  # show the frame sought, and stay there
-            shown = source.read()
+            shown = self._reader.read()
             if shown is not None:
                 self._position += 1
-                self._process_frame(rec, shown, force=True)
+                self._process_frame(shown, force=True)
 
-    def _do_open(self, spec: SourceSpec, start_at: int = 0) -> None:
+    def _new_pipe(self, rec: Recognizer) -> StreamPipeline:
+        from app.pipeline.stream import StreamPipeline
+
+        return StreamPipeline(rec, self._tracker)
+
+    def _do_open(self, rec: Recognizer, spec: SourceSpec, start_at: int = 0) -> None:
         self._do_close(emit=False)
         self._spec = spec
         log.info("opening %s", spec.describe())
@@ -524,27 +567,39 @@ class PipelineWorker(QThread):
             self.source_failed.emit(spec, f"{spec.describe()}: {type(exc).__name__}: {exc}")
             return
         self._source = source
-        self._grabber = LatestFrameGrabber(source) if source.is_live else None
         self._play_start = self._last_frame_at = time.monotonic()
         self._position = 0
+        if start_at > 0 and source.seek(start_at):  # a stopped file resumes where it was
+            self._position = source.frames_read
+            self._play_start -= self._position / source.fps
+        # From here on a thread of its own reads the source (and releases it).
+        if source.is_live:
+            self._grabber = LatestFrameGrabber(source)
+        else:
+            self._reader = ReadAhead(source)
         self._live_count = 0
         self._tracker = FaceTracker()  # tracks belong to one stream
+        self._pipe = self._new_pipe(rec)
+        self._ready = None
         self._journal.start(spec.describe())  # new tracker, new track ids: new appearances
         self._paused = False
         self._stamps.clear()
         self.frames_dropped = 0
         self._gui_busy.clear()
-        if start_at > 0 and source.seek(start_at):  # a stopped file resumes where it was
-            self._position = source.frames_read
-            self._play_start -= self._position / source.fps
         self.source_opened.emit(spec.describe(), source.is_live)
 
     def _do_close(self, emit: bool) -> None:
-        grabber, source = self._grabber, self._source
-        self._grabber = self._source = None
-        # Released in this (the worker) thread, which opened it.
+        pipe, grabber, reader, source = self._pipe, self._grabber, self._reader, self._source
+        self._pipe, self._ready = None, None
+        self._grabber, self._reader, self._source = None, None, None
+        if pipe is not None:
+            pipe.close()
+        # A reader thread releases the source as it ends; otherwise this (the worker)
+        # thread, which opened it, does.
         if grabber is not None:
             grabber.close()
+        elif reader is not None:
+            reader.close()
         elif source is not None:
             source.close()
         if emit and source is not None:
@@ -582,8 +637,8 @@ class PipelineWorker(QThread):
             return frame
         # A video file: frame n is due at start + n / fps. When processing falls behind,
         # skip the frames whose successor is already due, so the file plays in real time.
-        source = self._source
-        assert source is not None
+        source, reader = self._source, self._reader
+        assert source is not None and reader is not None
         fps = source.fps
         now = time.monotonic()
         due = self._play_start + self._position / fps
@@ -595,13 +650,21 @@ class PipelineWorker(QThread):
             self._play_start = now - self._position / fps
             target = self._position
         while self._position < target:
-            if source.read() is None:
+            if reader.read() is None:
                 return None
             self._position += 1
             self.frames_dropped += 1
-        frame = source.read()
+        frame = reader.read()
         self._position += 1
         return frame
+
+    def _frame_waiting(self) -> bool:
+        """True if the next frame can be read at once (then the pipeline overlaps)."""
+        if self._grabber is not None:
+            return self._grabber.has_new()
+        if self._source is None or self._paused:
+            return False
+        return self._play_start + self._position / self._source.fps <= time.monotonic()
 
     def _step(self, rec: Recognizer) -> None:
         """Read, process and emit one frame; a failure ends the source, not the worker."""
@@ -616,55 +679,102 @@ class PipelineWorker(QThread):
             self._do_close(emit=False)
             self.source_lost.emit(f"unexpected {type(exc).__name__}: {exc} (details in the log)")
 
+    def _gui_free(self, now: float) -> bool:
+        """Whether a payload may be emitted: the GUI painted the last one (or timed out)."""
+        if not self._gui_busy.is_set():
+            return True
+        if now - self._busy_since < self.ack_timeout:
+            return False
+        log.debug("no acknowledgement from the GUI for %.1f s; sending anyway", now - self._busy_since)
+        return True
+
     def _process_next(self, rec: Recognizer) -> None:
+        self._show_ready()
         frame = self._next_frame()
         if frame is False:
             return
         if frame is None:
             log.info("%s ended", self._spec.describe() if self._spec else "video")
+            self._settle()
+            self._show_ready(force=True)
             self._do_close(emit=False)
             self.source_ended.emit()
             return
         assert isinstance(frame, np.ndarray)
-        self._process_frame(rec, frame)
+        self._housekeeping(rec)
+        self._process_frame(frame)
 
-    def _process_frame(self, rec: Recognizer, frame: np.ndarray, force: bool = False) -> None:
-        """Process one frame and emit it (unless the GUI is busy and not *force*).
+    def _process_frame(self, frame: np.ndarray, force: bool = False) -> None:
+        """Push one frame through the pipeline; emit the newest finished one.
 
-        A forced frame is one shown while paused (a seek): it is not a sighting in time,
-        so the recognition log does not count it.
+        A frame read while the GUI is still busy is dropped (unless *force*). A forced
+        frame is one shown while paused (a seek): it is finished and emitted at once, and
+        it is not a sighting in time, so the recognition log does not count it.
         """
+        pipe = self._pipe
+        assert pipe is not None
         now = time.monotonic()
         self._last_frame_at = now
-        if self._gui_busy.is_set() and not force:
-            if now - self._busy_since < self.ack_timeout:
-                self.frames_dropped += 1  # the GUI is still painting the last one: drop
-                return
-            log.debug("no acknowledgement from the GUI for %.1f s; sending anyway",
-                      now - self._busy_since)
+        self._show_ready()
+        if not force and not self._gui_free(now):
+            self.frames_dropped += 1  # the GUI is still painting the last one: drop
+            self._collect(pipe.finish())  # shown once the GUI is free
+            return
         if self._grabber is not None:
             self._live_count += 1
-        self._housekeeping(rec)
-        result = rec.process(frame, self._frame_index, self._tracker)
-        if not force:
-            self._log_frame(rec, result)
-        self._frame_index += 1
+        position = self._live_count if self._grabber is not None else self._position - 1
+        if force:
+            self._settle()
+            for p in pipe.push(frame, position) + pipe.finish():
+                self._count(p)
+                self._ready = p
+            self._show_ready(force=True)
+            return
+        self._collect(pipe.push(frame, position))
+        if not self._frame_waiting():
+            self._collect(pipe.finish())  # nothing else to do: show this frame now
+        self._show_ready()
+
+    def _settle(self) -> None:
+        """Finish the frame in flight, so nothing runs on the recognizer meanwhile."""
+        if self._pipe is not None:
+            self._collect(self._pipe.finish())
+
+    def _count(self, p: Processed) -> None:
         self.frames_processed += 1
         self._stamps.append(time.monotonic())
-        fps = 0.0
-        if len(self._stamps) >= 2:
-            while len(self._stamps) > 2 and self._stamps[-1] - self._stamps[0] > 2.0:
-                self._stamps.popleft()
-            span = self._stamps[-1] - self._stamps[0]
-            fps = (len(self._stamps) - 1) / span if span > 0 else 0.0
         if self.frames_processed % 100 == 0:
-            log.info("%.1f fps, %.0f ms per frame, %d dropped", fps,
-                     result.timings.get("total", 0.0), self.frames_dropped)
+            log.info("%.1f fps, %.0f ms per frame, %d dropped", self._fps(),
+                     p.result.timings.get("total", 0.0), self.frames_dropped)
+
+    def _collect(self, done: list[Processed]) -> None:
+        """Count and log finished frames; keep the newest for the GUI (older are dropped)."""
+        for p in done:
+            self._count(p)
+            self._log_frame(p.result)
+            if self._ready is not None:
+                self.frames_dropped += 1  # superseded before the GUI could take it
+            self._ready = p
+
+    def _fps(self) -> float:
+        if len(self._stamps) < 2:
+            return 0.0
+        while len(self._stamps) > 2 and self._stamps[-1] - self._stamps[0] > 2.0:
+            self._stamps.popleft()
+        span = self._stamps[-1] - self._stamps[0]
+        return (len(self._stamps) - 1) / span if span > 0 else 0.0
+
+    def _show_ready(self, force: bool = False) -> None:
+        """Emit the newest finished frame if the GUI can take it (or if *force*)."""
+        ready = self._ready
+        if ready is None or not (force or self._gui_free(time.monotonic())):
+            return
+        self._ready = None
         live = self._grabber is not None
         self._busy_since = time.monotonic()
         self._gui_busy.set()
         self.result_ready.emit(FramePayload(
-            frame, result, fps, self._spec.describe() if self._spec else "", live,
-            self._live_count if live else self._position - 1, self.frames_dropped,
+            ready.frame, ready.result, self._fps(), self._spec.describe() if self._spec else "",
+            live, ready.tag, self.frames_dropped,
             None if live or self._source is None else self._source.frame_count, self._paused,
             self._source.fps if self._source is not None else 0.0))

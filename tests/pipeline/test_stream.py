@@ -1,0 +1,104 @@
+"""The stream pipeline: both cores, the same results, in order; files read ahead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app.config import Paths, Settings
+from app.pipeline.recognizer import Recognizer
+from app.pipeline.sources import ReadAhead, VideoSource
+from app.pipeline.stream import StreamPipeline, run_stream
+from app.pipeline.tracking import FaceTracker
+from tests.conftest import DEEPFACE, FR
+from tests.pipeline.test_tracking import frames_of, small_face_scene
+
+
+@pytest.fixture(scope="module")
+def rec(tmp_path_factory: pytest.TempPathFactory) -> Recognizer:
+    r = Recognizer.open(Paths(tmp_path_factory.mktemp("data")), Settings())
+    r.enroll("Obama", [r.enroll_file(FR / "obama.jpg").face])
+    r.enroll("Biden", [r.enroll_file(FR / "biden.jpg").face])
+    r.enroll("Jolie", [r.enroll_file(DEEPFACE / "img1.jpg").face])
+    yield r
+    r.close()
+
+
+def as_rows(result) -> list[tuple]:  # noqa: ANN001
+    return [(f.box, f.name, f.similarity, f.score, f.track) for f in result.faces]
+
+
+def small_faces_moving(rec: Recognizer, n: int = 40) -> list[np.ndarray]:
+    """A 720p stream of four faces 60-150 px high, drifting: regions, tiles, second looks."""
+    photos = [FR / "obama2.jpg", DEEPFACE / "img2.jpg", FR / "biden.jpg", DEEPFACE / "img3.jpg"]
+    frame, _ = small_face_scene(rec, (1280, 720), (150, 60, 110, 90), photos,
+                                [(220, 220), (640, 200), (1000, 420), (420, 520)])
+    return [cv2.warpAffine(frame, np.float32([[1, 0, 4 * np.sin(i / 3)], [0, 1, 2 * np.cos(i / 4)]]),
+                           (1280, 720), borderMode=cv2.BORDER_REPLICATE) for i in range(n)]
+
+
+def test_the_pipeline_gives_the_results_of_one_frame_at_a_time(rec: Recognizer, face_video: Path) -> None:
+    # Detection of frame n runs while frame n-1 is embedded, on another detector
+    # instance: the tracker must still see the same calls in the same order.
+    for frames in (frames_of(face_video), small_faces_moving(rec)):
+        tracker = FaceTracker()
+        one_by_one = [rec.process(f, i, tracker) for i, f in enumerate(frames)]
+        done = []
+        with StreamPipeline(rec) as pipe:
+            for f in frames:
+                done += pipe.push(f)
+            done += pipe.finish()
+        assert [p.frame for p in done] == frames  # every frame once, in order
+        assert [p.result.frame_index for p in done] == list(range(len(frames)))
+        assert [as_rows(p.result) for p in done] == [as_rows(r) for r in one_by_one]
+        assert sum(r.embedded for r in one_by_one) > 0
+
+
+def test_a_frame_stays_in_flight_until_the_next_push_or_finish(rec: Recognizer) -> None:
+    frame = small_faces_moving(rec, 2)
+    with StreamPipeline(rec) as pipe:
+        assert pipe.push(frame[0]) == [] and pipe.busy
+        first = pipe.push(frame[1], tag="second")
+        assert [p.result.frame_index for p in first] == [0]
+        (last,) = pipe.finish()
+        assert last.tag == "second" and not pipe.busy
+        assert pipe.finish() == []
+    with StreamPipeline(rec, overlap=False) as pipe:  # one core: each push finishes its frame
+        assert [p.result.frame_index for p in pipe.push(frame[0])] == [0]
+
+
+def test_read_ahead_yields_every_frame_in_order(face_video: Path) -> None:
+    expected = frames_of(face_video)
+    reader = ReadAhead(VideoSource(str(face_video)), depth=2)
+    try:
+        got = []
+        while (f := reader.read()) is not None:
+            got.append(f)
+        assert reader.read() is None  # and stays at the end
+    finally:
+        reader.close()
+    assert len(got) == len(expected)
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+    assert len(reader.read_ms) == len(expected) and min(reader.read_ms) > 0  # decode times
+
+
+def test_read_ahead_closed_midway_stops_and_releases(face_video: Path) -> None:
+    source = VideoSource(str(face_video))
+    reader = ReadAhead(source, depth=1)
+    assert reader.read() is not None
+    reader.close()
+    assert not reader._thread.is_alive()
+    assert source._cap is None  # released by the reader thread
+
+
+def test_run_stream_reports_each_frame_once(rec: Recognizer, face_video: Path) -> None:
+    seen = []
+    reader = ReadAhead(VideoSource(str(face_video)))
+    try:
+        n = run_stream(rec, reader, lambda p: seen.append(p.result.frame_index), max_frames=30)
+    finally:
+        reader.close()
+    assert n == 30 and seen == list(range(30))
