@@ -728,7 +728,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from app.pipeline.embedder import default_threads
 
         shared = bench_shared.run(args.store, args.sizes or [100_000, 1_000_000],
-                                  default_threads(), progress=lambda s: _note(f"bench: {s}"))
+                                  default_threads(), progress=lambda s: _note(f"bench: {s}"),
+                                  generator=args.generator, index=args.index)
         if args.out:
             Path(args.out).write_text(bench_shared.to_markdown(shared), encoding="utf-8")
             _note(f"bench: wrote {args.out}")
@@ -1153,6 +1154,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="then print this run against a saved one, stage by stage")
     s.add_argument("--load", metavar="RUN.json",
                    help="report a saved run instead of measuring (with --compare: two saved runs)")
+    # The choices of app.pipeline.bench.GENERATORS and pgstore.INDEX_KINDS (not imported
+    # here: the CLI starts without numpy).
+    s.add_argument("--generator", choices=("faces", "uniform"), default="faces",
+                   help="with --store: synthetic faces drawn from real embeddings' statistics "
+                        "(default), or uniform random identities (the old, harder case)")
+    s.add_argument("--index", choices=("halfvec", "vector", "bq"), default="halfvec",
+                   help="with --store: what the HNSW index is built on (default halfvec)")
     s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("self-test", help="check that models, inference and storage work")

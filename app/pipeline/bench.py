@@ -322,31 +322,51 @@ def memory_bandwidth_gbs() -> float:
     return m.nbytes / best / 1e9
 
 
-def synthetic_gallery(n_faces: int, per_person: int = 5, seed: int = 0
-                      ) -> tuple[Gallery, np.ndarray, np.ndarray]:
+#: The synthetic galleries: ``faces`` (fitted to real embeddings, `app.pipeline.facespace`)
+#: or ``uniform`` (identities as uniform random directions: the worst case for a graph).
+GENERATORS = ("faces", "uniform")
+
+
+def synthetic_gallery(n_faces: int, per_person: int = 5, seed: int = 0, kind: str = "uniform",
+                      n_queries: int = 500) -> tuple[Gallery, np.ndarray, np.ndarray]:
     """Clustered unit vectors: identities with noisy samples, and held-out probes.
 
-    Noise is set so same-identity cosines (~0.6-0.7) resemble real FaceNet pairs.
+    ``uniform``: centres uniform on the sphere, isotropic noise set so same-identity
+    cosines (~0.6) resemble real FaceNet pairs. ``faces``: centres and scatter drawn from
+    the statistics of the app's real embeddings (`app.pipeline.facespace`).
     """
+    if kind not in GENERATORS:
+        raise ValueError(f"unknown generator {kind!r}: one of {', '.join(GENERATORS)}")
     rng = np.random.default_rng(seed)
     people = max(1, n_faces // per_person)
-    centres = rng.standard_normal((people, EMBEDDING_DIM), dtype=np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     pids = np.repeat(np.arange(people, dtype=np.int64), per_person)[:n_faces]
     vecs = np.empty((n_faces, EMBEDDING_DIM), np.float32)
-    for s in range(0, n_faces, 100_000):  # in chunks: keeps peak memory near the result
-        e = min(n_faces, s + 100_000)
-        noise = rng.standard_normal((e - s, EMBEDDING_DIM), dtype=np.float32)
+    if kind == "faces":
+        from app.pipeline.facespace import load_face_space
+
+        space = load_face_space()
+        centres = space.centres(rng, people)
+        for s in range(0, n_faces, 100_000):  # in chunks: keeps peak memory near the result
+            e = min(n_faces, s + 100_000)
+            vecs[s:e] = space.photos(rng, centres[pids[s:e]])
+        q_ids = rng.integers(0, people, n_queries)
+        queries = space.photos(rng, centres[q_ids])
+    else:
+        centres = rng.standard_normal((people, EMBEDDING_DIM), dtype=np.float32)
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+        for s in range(0, n_faces, 100_000):
+            e = min(n_faces, s + 100_000)
+            noise = rng.standard_normal((e - s, EMBEDDING_DIM), dtype=np.float32)
+            noise *= 0.8 / np.linalg.norm(noise, axis=1, keepdims=True)
+            vecs[s:e] = centres[pids[s:e]] + noise
+            vecs[s:e] /= np.linalg.norm(vecs[s:e], axis=1, keepdims=True)
+        q_ids = rng.integers(0, people, n_queries)
+        noise = rng.standard_normal((n_queries, EMBEDDING_DIM), dtype=np.float32)
         noise *= 0.8 / np.linalg.norm(noise, axis=1, keepdims=True)
-        vecs[s:e] = centres[pids[s:e]] + noise
-        vecs[s:e] /= np.linalg.norm(vecs[s:e], axis=1, keepdims=True)
-    q_ids = rng.integers(0, people, 500)
-    noise = rng.standard_normal((500, EMBEDDING_DIM), dtype=np.float32)
-    noise *= 0.8 / np.linalg.norm(noise, axis=1, keepdims=True)
-    queries = centres[q_ids] + noise
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        queries = centres[q_ids] + noise
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     names = {int(p): f"p{p}" for p in range(people)}
-    return Gallery(np.arange(1, n_faces + 1), pids, vecs, names, 1), queries, q_ids
+    return Gallery(np.arange(1, n_faces + 1), pids, vecs, names, 1), queries.astype(np.float32), q_ids
 
 
 def bench_search(n_faces: int, threads: int, bandwidth_gbs: float) -> dict[str, Any]:
@@ -586,7 +606,8 @@ def to_markdown(r: dict[str, Any]) -> str:
         "",
         "## Search",
         "",
-        f"Synthetic clustered 512-d galleries (identities of 5 noisy samples; 500 held-out "
+        f"Synthetic clustered 512-d galleries of the `uniform` generator (identities as random "
+        f"directions, the hardest case for a graph; 5 noisy samples each; 500 held-out "
         f"probes). Brute force is numpy `vecs @ q`; the scan limit is the gallery's bytes over the "
         f"measured streaming read bandwidth ({r['memory_bandwidth_gbs']} GB/s, a BLAS gemv over "
         f"512 MiB on all cores); galleries that fit in cache scan faster than that. HNSW (M=16, "

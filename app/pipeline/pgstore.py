@@ -51,6 +51,7 @@ from app.pipeline.index import (
 from app.pipeline.store import (
     EMBEDDING_DIM,
     SCHEMA_VERSION,
+    BulkFaces,
     Gallery,
     GalleryDump,
     Sighting,
@@ -66,9 +67,50 @@ CHANNEL = "facerec_gallery"
 #: The two group roles (NOLOGIN): grant one to each workstation's login role.
 RECOGNIZER_ROLE, ENROLLER_ROLE = "facerec_recognizer", "facerec_enroller"
 ROLES = (RECOGNIZER_ROLE, ENROLLER_ROLE)
-#: pgvector HNSW build parameters (pgvector's defaults) and the search breadth.
-PG_HNSW_M, PG_HNSW_EF_CONSTRUCTION = 16, 64
-PG_EF_SEARCH = 200
+#: pgvector HNSW build parameters. m 32 (pgvector's default is 16): at 1M synthetic faces
+#: it agrees with the exact rule on 0.99 of probes at ef_search 100 where m 16 gives 0.97,
+#: and on all 500 at ef_search 250 (m 16 needs 700) for a build 1.7 times as long.
+PG_HNSW_M, PG_HNSW_EF_CONSTRUCTION = 32, 64
+#: The search breadth for up to 100,000 faces (`pg_ef_search` widens it beyond).
+PG_EF_SEARCH = 100
+
+
+def pg_ef_search(n_faces: int) -> int:
+    """hnsw.ef_search for a gallery of *n_faces*: `PG_EF_SEARCH`, wider as the graph grows.
+
+    Measured (BENCHMARKS.md, "Shared gallery"; m 32, halfvec): 100 agrees with the exact
+    per-person rule on every probe at 100,000 faces; at 1,000,000, 200 on 0.998 and 250 on
+    all 500. The breadth grows as the gallery's 0.4th power (250 at 1M, 630 at 10M), up to
+    pgvector's maximum of 1000.
+    """
+    if n_faces <= 100_000:
+        return PG_EF_SEARCH
+    return int(min(1000, round(PG_EF_SEARCH * (n_faces / 100_000) ** 0.4 / 10) * 10))
+#: What the HNSW index is built on: the vectors in half precision (``halfvec``, half the
+#: memory and reads of ``vector``, the same answers in the measured galleries), the full
+#: ``vector``, or their sign bits (``bq``: binary quantisation, candidates re-ranked
+#: exactly). The stored embeddings are float32 whichever is chosen, and the per-person
+#: scores are computed on them. See BENCHMARKS.md, "Shared gallery".
+INDEX_KINDS = ("halfvec", "vector", "bq")
+PG_INDEX_KIND = "halfvec"
+#: Binary-quantised candidates re-ranked exactly per query (``bq`` only).
+BQ_RERANK = 400
+_INDEX_EXPR = {
+    "vector": ("embedding", "vector_cosine_ops", "embedding <=> %(q)s"),
+    "halfvec": (f"(embedding::halfvec({EMBEDDING_DIM}))", "halfvec_cosine_ops",
+                f"embedding::halfvec({EMBEDDING_DIM}) <=> %(q)s::halfvec({EMBEDDING_DIM})"),
+    "bq": (f"(binary_quantize(embedding)::bit({EMBEDDING_DIM}))", "bit_hamming_ops",
+           f"binary_quantize(embedding)::bit({EMBEDDING_DIM}) <~> "
+           f"binary_quantize(%(q)s)::bit({EMBEDDING_DIM})"),
+}
+
+
+def index_sql(kind: str = PG_INDEX_KIND, m: int = PG_HNSW_M,
+              ef_construction: int = PG_HNSW_EF_CONSTRUCTION) -> str:
+    """``CREATE INDEX faces_embedding ...`` for an index of *kind*."""
+    column, ops, _ = _INDEX_EXPR[kind]
+    return (f"CREATE INDEX faces_embedding ON faces USING hnsw ({column} {ops}) "
+            f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)})")
 #: After a removal, VACUUM runs at once only up to this many faces (its index pass grows
 #: with the gallery); above it autovacuum reclaims the space.
 VACUUM_AFTER_REMOVE_LIMIT = 200_000
@@ -105,8 +147,7 @@ CREATE TABLE faces (
 ALTER TABLE faces ALTER COLUMN embedding SET STORAGE PLAIN;
 CREATE INDEX faces_person ON faces(person_id);
 CREATE INDEX faces_changed ON faces(changed);
-CREATE INDEX faces_embedding ON faces USING hnsw (embedding vector_cosine_ops)
-    WITH (m = {PG_HNSW_M}, ef_construction = {PG_HNSW_EF_CONSTRUCTION});
+{index_sql()};
 CREATE TABLE removed (
     kind       TEXT NOT NULL,
     id         BIGINT NOT NULL,
@@ -142,6 +183,9 @@ GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {ENROLLER_ROLE};
 """
 # PostgreSQL 17+: lets the enrolling role VACUUM after a removal.
 _GRANT_MAINTAIN = f"GRANT MAINTAIN ON faces, people, sightings TO {ENROLLER_ROLE}"
+
+
+_UNKNOWN = object()  # an index kind not looked up yet
 
 
 class StoreOfflineError(StoreError):
@@ -276,6 +320,7 @@ class PostgresStore(Store):
         self.label = mask_url(url)
         self._psycopg = _psycopg()
         self._ef: int | None = None
+        self._index_kind: object = _UNKNOWN
         self._conn = connect(url, timeout=timeout)
         try:
             self._con = _Con(self._conn)
@@ -526,6 +571,87 @@ class PostgresStore(Store):
                 break
         return out
 
+    #: One face in a binary COPY of (id, person_id, created, embedding): field count, then
+    #: each field's length and value (pgvector's binary form: dim, unused, floats).
+    _COPY_ROW = np.dtype([("n", ">i2"), ("l1", ">i4"), ("id", ">i8"), ("l2", ">i4"), ("pid", ">i8"),
+                          ("l3", ">i4"), ("created", ">f8"), ("l4", ">i4"), ("dim", ">i2"),
+                          ("unused", ">i2"), ("vec", ">f4", EMBEDDING_DIM)])
+    _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+    _COPY_HEAD = 19  # the signature (11), flags (4), header extension length (4): zeros
+    _COPY_BLOCK = 4 << 20  # bytes parsed at a time
+
+    def _bulk_faces(self, con: Any, folder: Any, stem: str) -> BulkFaces:
+        """Every face in one binary ``COPY``, its vector streamed into a new vector file.
+
+        The rows come in the table's order (no sort on the server) and are parsed by
+        numpy in blocks of fixed-size records; the vectors go to disk as they arrive, so
+        a million faces never sit in memory as Python objects.
+        """
+        from app.pipeline.vectorfile import VectorWriter
+
+        row = self._COPY_ROW
+        text = {int(i): (s, b) for i, s, b in con.execute(
+            "SELECT id, source, embedder FROM faces WHERE source <> '' OR embedder <> ''").fetchall()}
+        writer = VectorWriter(folder, stem)
+        ids, pids, created = [], [], []
+        sizes = (np.int16(4), np.int32(8), np.int32(8), np.int32(8), np.int32(4 + 4 * EMBEDDING_DIM))
+
+        def parse(data: bytearray) -> None:
+            """Take the whole records at the front of *data* (a record a row)."""
+            whole = len(data) // row.itemsize * row.itemsize
+            if not whole:
+                return
+            block = np.frombuffer(bytes(data[:whole]), row)
+            del data[:whole]
+            # Every field present and of its fixed size (a NULL or another type would
+            # shift the records): checked before anything is kept.
+            if np.any(block["n"] != sizes[0]) or np.any(block["l1"] != sizes[1]) or \
+                    np.any(block["l2"] != sizes[2]) or np.any(block["l3"] != sizes[3]) or \
+                    np.any(block["l4"] != sizes[4]) or np.any(block["dim"] != EMBEDDING_DIM):
+                raise self._malformed(int(block["id"][0]))
+            writer.append(block["id"], block["vec"])
+            ids.append(block["id"].astype(np.int64))
+            pids.append(block["pid"].astype(np.int64))
+            created.append(block["created"].astype(np.float64))
+
+        pending = bytearray()
+        started = False
+
+        def header() -> None:
+            """Drop the header: the signature, no flags, no header extension."""
+            nonlocal started
+            if bytes(pending[:self._COPY_HEAD]) != self._COPY_SIGNATURE + bytes(8):
+                raise StoreError(f"shared gallery {self.label}: the copy of the faces was cut short")
+            del pending[:self._COPY_HEAD]
+            started = True
+
+        try:
+            with self._conn.cursor() as cur, cur.copy(
+                    "COPY (SELECT id, person_id, created, embedding FROM faces) TO STDOUT "
+                    "(FORMAT BINARY)") as cp:
+                # The server sends a message a row: parse them a few megabytes at a time.
+                for chunk in cp:
+                    pending += chunk
+                    if len(pending) >= self._COPY_BLOCK:
+                        if not started:
+                            header()
+                        parse(pending)
+            if not started:
+                header()
+            parse(pending)
+            if bytes(pending) != b"\xff\xff":  # the trailer, and nothing else
+                raise StoreError(f"shared gallery {self.label}: the copy of the faces was cut short")
+            writer.finish()
+        except BaseException:
+            writer.discard()
+            raise
+
+        def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+            return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+        return BulkFaces(writer, cat(ids, np.int64), cat(pids, np.int64), cat(created, np.float64),
+                         text)
+
     def gallery(self) -> Gallery:
         """Every embedding with its face and person ids, read in one consistent snapshot."""
         with self._snapshot() as con:
@@ -586,11 +712,21 @@ class PostgresStore(Store):
     # person's score is `app.pipeline.index.person_score`: the similarity to their mean
     # face (the sum of similarities over the length of the sum of embeddings) blended
     # with the mean of their best few.
-    _MATCH_SQL = f"""
-        WITH cand AS (
-            SELECT person_id, embedding <=> %(q)s AS d FROM faces WHERE embedder = %(v)s
-            ORDER BY embedding <=> %(q)s LIMIT {CANDIDATES}
-        ), ppl AS (
+    @staticmethod
+    def _match_sql(kind: str) -> str:
+        """The per-person rule in SQL, its candidates from an index of *kind*."""
+        order = _INDEX_EXPR[kind][2]
+        if kind == "bq":
+            # Sign bits find BQ_RERANK candidates; their exact distances pick the nearest.
+            cand = (f"SELECT person_id, d FROM (SELECT person_id, embedding <=> %(q)s AS d "
+                    f"FROM (SELECT person_id, embedding FROM faces WHERE embedder = %(v)s "
+                    f"ORDER BY {order} LIMIT {BQ_RERANK}) AS coarse) AS fine "
+                    f"ORDER BY d LIMIT {CANDIDATES}")
+        else:
+            cand = (f"SELECT person_id, embedding <=> %(q)s AS d FROM faces WHERE embedder = %(v)s "
+                    f"ORDER BY {order} LIMIT {CANDIDATES}")
+        return f"""
+        WITH cand AS ({cand}), ppl AS (
             SELECT person_id, min(d) AS best FROM cand GROUP BY person_id
             ORDER BY best LIMIT {PEOPLE_PER_QUERY}
         ), scored AS (
@@ -607,6 +743,15 @@ class PostgresStore(Store):
         FROM scored GROUP BY person_id
     """
 
+    def index_kind(self) -> str | None:
+        """What the gallery's HNSW index is built on (`INDEX_KINDS`); None without one."""
+        rows = self._read("SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+                          "AND indexname = 'faces_embedding'")
+        if not rows:
+            return None
+        text = str(rows[0][0])
+        return "bq" if "binary_quantize" in text else "halfvec" if "halfvec" in text else "vector"
+
     def match(self, queries: np.ndarray, names: dict[int, str] | None = None, *,
               ef: int = PG_EF_SEARCH) -> list[Match]:
         """The best person per query, found through pgvector's HNSW index in the database.
@@ -614,18 +759,28 @@ class PostgresStore(Store):
         The same per-person rule as `app.pipeline.index.FaceIndex.match`: the nearest
         `CANDIDATES` faces name up to `PEOPLE_PER_QUERY` people, and each one's score is
         `app.pipeline.index.person_score` over *all* their faces of this embedding
-        version, computed exactly in the database.
+        version, computed exactly (float32) in the database. The candidates come from
+        whichever index the gallery has (`index_kind`, looked up once per connection).
         """
         assert faces_per_decision(9) == 3  # the SQL above encodes this rule
         out = []
         q_all = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, EMBEDDING_DIM)
         with self._errors():
             if self._ef != ef:
-                self._conn.execute(f"SET hnsw.ef_search = {int(ef)}")
+                # A bq index must return BQ_RERANK candidates: ef_search bounds an HNSW scan.
+                depth = max(ef, BQ_RERANK) if self._kind() == "bq" else ef
+                self._conn.execute(f"SET hnsw.ef_search = {int(depth)}")
+                if self._ef is None and self._iterative_scan():
+                    # Faces of another embedding version are filtered out after the index
+                    # scan: without this, those nearest a face would leave fewer than
+                    # CANDIDATES (or none) of the current ones. The order within the
+                    # candidates does not matter (they are grouped by person).
+                    self._conn.execute("SET hnsw.iterative_scan = relaxed_order")
                 self._ef = ef
+            sql = self._match_sql(self._kind() or "vector")
             for q in q_all:
                 params = {"q": Vector(unit_embedding(q)), "v": EMBEDDING_VERSION}
-                rows = self._conn.execute(self._MATCH_SQL, params, binary=True).fetchall()
+                rows = self._conn.execute(sql, params, binary=True).fetchall()
                 if not rows:
                     out.append(NO_MATCH)
                     continue
@@ -636,18 +791,37 @@ class PostgresStore(Store):
                 out.append(Match(pid, name, score, runner))
         return out
 
+    def _iterative_scan(self) -> bool:
+        """Whether pgvector here can go on scanning its index past filtered rows (0.8+)."""
+        rows = self._read("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        try:
+            return bool(rows) and tuple(int(x) for x in str(rows[0][0]).split(".")[:2]) >= (0, 8)
+        except ValueError:
+            return False
+
+    def _kind(self) -> str | None:
+        if self._index_kind is _UNKNOWN:
+            self._index_kind = self.index_kind()
+        return self._index_kind  # type: ignore[return-value]
+
     def _name(self, person_id: int) -> str | None:
         rows = self._read("SELECT name FROM people WHERE id = ?", (person_id,))
         return str(rows[0][0]) if rows else None
 
-    def rebuild_vector_index(self, *, workers: int = 1, memory: str = "4GB") -> float:
-        """Drop and build the HNSW index again (after a bulk load); return seconds taken."""
+    def rebuild_vector_index(self, *, kind: str = PG_INDEX_KIND, m: int = PG_HNSW_M,
+                             ef_construction: int = PG_HNSW_EF_CONSTRUCTION, workers: int = 1,
+                             memory: str = "4GB") -> float:
+        """Drop and build the HNSW index again (after a bulk load); return seconds taken.
+
+        *memory* (``maintenance_work_mem``) should exceed the graph's size, so that it is
+        built in memory; *workers* parallel workers help the build beside this one.
+        """
         with self._errors():
             self._conn.execute("DROP INDEX IF EXISTS faces_embedding")
             self._conn.execute(f"SET maintenance_work_mem = '{memory}'")
             self._conn.execute(f"SET max_parallel_maintenance_workers = {int(workers)}")
             t0 = time.perf_counter()
-            self._conn.execute(
-                "CREATE INDEX faces_embedding ON faces USING hnsw (embedding vector_cosine_ops) "
-                f"WITH (m = {PG_HNSW_M}, ef_construction = {PG_HNSW_EF_CONSTRUCTION})")
+            self._conn.execute(index_sql(kind, m, ef_construction))
+            self._index_kind = kind
+            self._ef = None
             return time.perf_counter() - t0

@@ -53,6 +53,7 @@ from app.pipeline.pgstore import (
     PostgresStore,
     StoreOfflineError,
     mask_url,
+    pg_ef_search,
 )
 from app.pipeline.store import (
     FaceInfo,
@@ -123,7 +124,8 @@ def sync_once(pg: PostgresStore, mirror: SqliteStore, lock: threading.Lock) -> b
         head = dict(pg._read("SELECT key, value FROM meta WHERE key IN ('generation', 'store_id')"))
         if sid == head.get("store_id") and up == int(head["generation"]):
             return False
-        delta = pg.rows_since(max(up, 0), sid)
+        # A full copy streams its vectors into a vector file beside the mirror.
+        delta = pg.rows_since(max(up, 0), sid, bulk=(mirror.path.parent, mirror.path.stem))
         applied = mirror.mirror_apply(delta)
         if applied:
             log.info("mirror of %s: %s %d people, %d faces, %d removals (generation %d)",
@@ -503,9 +505,13 @@ class SharedStore(Store):
         return n + self.mirror.clear_sightings(before=before)
 
     # -- search in the database (galleries above DB_SEARCH_ABOVE) ---------------------------
-    def match_in_database(self, queries: np.ndarray, names: dict[int, str]) -> list[Match] | None:
-        """The per-person matches from the database's HNSW index; None while it is away."""
-        out = self._on_database(lambda pg: pg.match(queries, names))
+    def match_in_database(self, queries: np.ndarray, names: dict[int, str],
+                          n_faces: int) -> list[Match] | None:
+        """The per-person matches from the database's HNSW index; None while it is away.
+
+        The search breadth follows the gallery's size, *n_faces* (`pgstore.pg_ef_search`).
+        """
+        out = self._on_database(lambda pg: pg.match(queries, names, ef=pg_ef_search(n_faces)))
         return None if out is _OFFLINE else list(out)
 
 
@@ -560,7 +566,7 @@ class RemoteIndex:
 
     def match(self, queries: np.ndarray) -> list[Match]:
         """The best person per query (the per-person rule), in the database if it answers."""
-        found = self.store.match_in_database(queries, self._names)
+        found = self.store.match_in_database(queries, self._names, self._n)
         if found is not None:
             return found
         if self._local is None:

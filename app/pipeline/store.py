@@ -268,7 +268,9 @@ class RowDelta:
     """Raw rows changed after a generation, with their change stamps (for a local mirror).
 
     ``full`` means the rows are the whole gallery (the history did not reach back):
-    whatever the mirror holds beyond them is gone.
+    whatever the mirror holds beyond them is gone. A full delta asked for in bulk
+    carries its faces in ``bulk`` instead of ``faces``: their vectors already written to
+    a vector file (`app.pipeline.vectorfile`), the rest as arrays.
     """
 
     people: list[tuple[int, str, float]]
@@ -277,6 +279,18 @@ class RowDelta:
     generation: int
     store_id: str
     full: bool
+    bulk: BulkFaces | None = None
+
+
+@dataclass(frozen=True)
+class BulkFaces:
+    """A whole gallery's faces for a mirror: vectors in a finished vector file, rows as arrays."""
+
+    writer: Any  # app.pipeline.vectorfile.VectorWriter, finished (not yet installed)
+    ids: np.ndarray
+    person_ids: np.ndarray
+    created: np.ndarray
+    text: dict[int, tuple[str, str]]  # face id -> (source, embedder), where not both empty
 
 
 def embedding_digest(vec: np.ndarray) -> bytes:
@@ -441,11 +455,14 @@ class Store:
         removed_people = [int(i) for k, i in gone if k == "person"]
         return GalleryDelta(self._gallery(rows, names, gen), removed_faces, removed_people, gen)
 
-    def rows_since(self, generation: int, store_id: str = "") -> RowDelta:
+    def rows_since(self, generation: int, store_id: str = "",
+                   bulk: tuple[Path, str] | None = None) -> RowDelta:
         """The raw rows a mirror needs to catch up from *generation* (all rows if it cannot).
 
         A mirror of another store (*store_id* differs), or one whose generation is
-        outside this store's history, gets every row (``full``).
+        outside this store's history, gets every row (``full``). With *bulk* (a folder
+        and a file stem), a full delta's vectors are written to a new vector file there
+        instead of being returned row by row (``RowDelta.bulk``).
         """
         with self._snapshot() as con:
             meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
@@ -456,10 +473,31 @@ class Store:
             people = [(int(i), n, float(c)) for i, n, c in con.execute(
                 "SELECT id, name, created FROM people WHERE changed > ? OR id IN "
                 "(SELECT person_id FROM faces WHERE changed > ?)", (after, after)).fetchall()]
+            if full and bulk is not None:
+                return RowDelta(people, [], [], gen, sid, full, self._bulk_faces(con, *bulk))
             faces = self._face_rows(con, after)
             removed = [] if full else [(k, int(i)) for k, i in con.execute(
                 "SELECT kind, id FROM removed WHERE generation > ?", (after,)).fetchall()]
         return RowDelta(people, faces, removed, gen, sid, full)
+
+    def _bulk_faces(self, con: Any, folder: Path, stem: str) -> BulkFaces:
+        """Every face, its vector written to a new vector file (row by row here)."""
+        from app.pipeline.vectorfile import VectorWriter
+
+        rows = self._face_rows(con, -1)
+        writer = VectorWriter(folder, stem)
+        try:
+            n = len(rows)
+            ids = np.fromiter((r[0] for r in rows), np.int64, n)
+            if n:
+                writer.append(ids, np.stack([r[2] for r in rows]))
+            writer.finish()
+        except BaseException:
+            writer.discard()
+            raise
+        return BulkFaces(writer, ids, np.fromiter((r[1] for r in rows), np.int64, n),
+                         np.fromiter((r[4] for r in rows), np.float64, n),
+                         {r[0]: (r[3], r[5]) for r in rows if r[3] or r[5]})
 
     def _face_rows(self, con: Any, after: int) -> list[tuple[int, int, np.ndarray, str, float, str]]:
         return [(int(i), int(p), self._unvec(e, int(i)), s, float(c), b) for i, p, e, s, c, b in
@@ -807,6 +845,7 @@ class SqliteStore(Store):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.label = str(self.path)
+        self._vectors: tuple[tuple[str, bool], Any] | None = None  # a mirror's vector file
         self._con = self._connect()
 
     # -- connection -------------------------------------------------------------
@@ -997,21 +1036,113 @@ class SqliteStore(Store):
         Rows keep their ids; they are stamped with this store's own next generation,
         so caches of this file (the index) catch up through `changes_since` as after
         any local change. False if another thread or process applied it first.
+
+        A bulk delta's vector file is put in place inside the same transaction (its rows
+        hold empty embeddings: "in the vector file"), and the file it replaces is removed
+        after the commit, the vectors of faces no longer in the gallery zeroed first.
         """
+        bulk = delta.bulk
         try:
             removed = self._mirror_apply(delta)
         except _NothingToApply:
+            if bulk is not None:
+                bulk.writer.discard()
             return False
+        except BaseException:
+            if bulk is not None:
+                bulk.writer.discard()
+            raise
+        if bulk is not None or removed:
+            self._tidy_vectors(removed)
         if removed:
             self._scrub()
         return True
 
-    def _mirror_apply(self, delta: RowDelta) -> bool:
+    # -- the vector file of a mirror (app.pipeline.vectorfile) ------------------------
+    def _vector_file(self, name: str | None, *, writable: bool = False) -> Any:
+        """The mirror's vector file called *name* (None if it has none)."""
+        from app.pipeline.vectorfile import VectorFile
+
+        if not name:
+            return None
+        key = (name, writable)
+        cached = getattr(self, "_vectors", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        vf = VectorFile(self.path.parent / name, writable=writable)
+        self._vectors = (key, vf)
+        return vf
+
+    def _tidy_vectors(self, removed: list[int]) -> None:
+        """Zero removed faces' vectors; delete vector files no longer pointed at."""
+        from app.pipeline.vectorfile import remove_unused
+
+        with self._write(bump=False) as (con, _):
+            row = con.execute("SELECT value FROM meta WHERE key = 'mirror_vectors'").fetchone()
+            name = row[0] if row else None
+            ids = np.asarray(removed, np.int64)
+            if name and len(ids):
+                self._vector_file(name, writable=True).zero(ids)
+            # The faces of the replaced file that are gone were listed in *removed*.
+            remove_unused(self.path.parent, self.path.stem, name, ids)
+
+    def _gallery(self, rows: list[tuple], names: dict[int, str], gen: int) -> Gallery:  # type: ignore[type-arg]
+        """As `Store._gallery`; empty embeddings are read from the mirror's vector file."""
+        empty = [k for k, r in enumerate(rows) if not r[2]]
+        if not empty:
+            return super()._gallery(rows, names, gen)
+        n = len(rows)
+        face_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
+        person_ids = np.fromiter((r[1] for r in rows), dtype=np.int64, count=n)
+        emb = np.empty((n, EMBEDDING_DIM), dtype=np.float32)
+        for k, r in enumerate(rows):
+            if r[2]:
+                emb[k] = self._unvec(r[2], int(r[0]))
+        where = np.array(empty, np.int64)
+        vf = self._vector_file(self.mirror_meta().get("vectors"))
+        found = vf.rows_of(face_ids[where]) if vf is not None else np.full(len(where), -1)
+        if np.any(found < 0):
+            raise _StaleVectors(self.label)
+        order = np.argsort(found, kind="stable")  # read the file front to back
+        emb[where[order]] = vf.vectors[found[order]]
+        # A zero vector: removed (and overwritten) since the rows were read.
+        keep = np.any(emb != 0, axis=1)
+        if not keep.all():
+            face_ids, person_ids, emb = face_ids[keep], person_ids[keep], emb[keep]
+        return Gallery(face_ids, person_ids, emb, names, gen)
+
+    def gallery(self) -> Gallery:
+        """Every embedding with its face and person ids, read in one consistent snapshot."""
+        for attempt in range(3):
+            try:
+                return super().gallery()
+            except _StaleVectors:  # a reload replaced the vector file meanwhile: read again
+                self._vectors = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def changes_since(self, generation: int) -> GalleryDelta | None:  # noqa: D102 - as Store
+        for attempt in range(3):
+            try:
+                return super().changes_since(generation)
+            except _StaleVectors:
+                self._vectors = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _mirror_apply(self, delta: RowDelta) -> list[int]:
+        """Apply *delta*; return the ids of the faces it removed (with removed people's)."""
+        bulk = delta.bulk
         with self._write() as (con, gen):
             meta = dict(con.execute("SELECT key, value FROM meta WHERE key LIKE 'mirror_%'").fetchall())
             same_store = meta.get("mirror_store_id") == delta.store_id
             if same_store and not delta.full and int(meta.get("mirror_upstream", -1)) >= delta.generation:
                 raise _NothingToApply
+            if same_store and delta.full and bulk is not None and \
+                    int(meta.get("mirror_upstream", -1)) == delta.generation and meta.get("mirror_vectors"):
+                raise _NothingToApply  # another process copied this very generation first
             removed_faces = [i for k, i in delta.removed if k == "face"]
             removed_people = [i for k, i in delta.removed if k == "person"]
             if delta.full:
@@ -1027,11 +1158,19 @@ class SqliteStore(Store):
                         log.warning("dropped %d queued log rows of people the reloaded gallery "
                                     "names differently", dropped)
                 keep_p = {p[0] for p in delta.people}
-                keep_f = {f[0] for f in delta.faces}
+                keep_f = bulk.ids if bulk is not None else np.array([f[0] for f in delta.faces], np.int64)
                 removed_people += [int(i) for (i,) in con.execute("SELECT id FROM people").fetchall()
                                    if int(i) not in keep_p]
-                removed_faces += [int(i) for (i,) in con.execute("SELECT id FROM faces").fetchall()
-                                  if int(i) not in keep_f]
+                have = np.array([i for (i,) in con.execute("SELECT id FROM faces").fetchall()], np.int64)
+                removed_faces += np.setdiff1d(have, keep_f).tolist()
+            if removed_people:
+                # Their faces go with them (ON DELETE CASCADE): list them for the vector file.
+                for start in range(0, len(removed_people), 500):
+                    chunk = removed_people[start:start + 500]
+                    removed_faces += [int(i) for (i,) in con.execute(
+                        f"SELECT id FROM faces WHERE person_id IN ({','.join('?' * len(chunk))})",
+                        chunk).fetchall()]
+                removed_faces = sorted(set(removed_faces))
             self._delete_faces(con, removed_faces, gen)
             if removed_people:
                 con.executemany("DELETE FROM people WHERE id = ?", [(i,) for i in removed_people])
@@ -1045,22 +1184,34 @@ class SqliteStore(Store):
                 "ON CONFLICT(id) DO UPDATE SET name = excluded.name, key = excluded.key, "
                 "changed = excluded.changed",
                 [(i, n, name_key(n), c, gen) for i, n, c in delta.people])
-            con.executemany(
-                "INSERT INTO faces(id, person_id, embedding, source, created, changed, embedder) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
-                "person_id = excluded.person_id, changed = excluded.changed"
-                + (", embedding = excluded.embedding, source = excluded.source, "
-                   "created = excluded.created, embedder = excluded.embedder" if delta.full else ""),
-                # The shared store checked these vectors when they were written.
-                ((i, p, np.asarray(e, "<f4").tobytes(), s, c, gen, b) for i, p, e, s, c, b in delta.faces))
+            upsert = ("INSERT INTO faces(id, person_id, embedding, source, created, changed, embedder) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                      "person_id = excluded.person_id, changed = excluded.changed"
+                      + (", embedding = excluded.embedding, source = excluded.source, "
+                         "created = excluded.created, embedder = excluded.embedder" if delta.full else ""))
+            # The shared store checked these vectors when they were written.
+            con.executemany(upsert, ((i, p, np.asarray(e, "<f4").tobytes(), s, c, gen, b)
+                                     for i, p, e, s, c, b in delta.faces))
+            extra = []
+            if bulk is not None:
+                text = bulk.text
+                # An empty embedding: the vector is in the vector file installed here.
+                con.executemany(upsert, (
+                    (i, p, b"", text.get(i, ("", ""))[0], c, gen, text.get(i, ("", ""))[1])
+                    for i, p, c in zip(bulk.ids.tolist(), bulk.person_ids.tolist(),
+                                       bulk.created.tolist(), strict=True)))
+                extra.append(("mirror_vectors", bulk.writer.install()))
+            elif delta.full:
+                extra.append(("mirror_vectors", ""))
             con.executemany("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
                             "SET value = excluded.value",
                             [("mirror_upstream", str(delta.generation)),
-                             ("mirror_store_id", delta.store_id)]
+                             ("mirror_store_id", delta.store_id)] + extra
                             # After a reload, caches of this mirror reload too (ids may
                             # have changed meaning): its history starts here.
                             + ([("history_from", str(gen))] if delta.full else []))
-        return bool(removed_faces or removed_people)
+        self._vectors = None
+        return removed_faces
 
     def mirror_unsent(self) -> list[Sighting]:
         """Log rows recorded here and not yet confirmed by the shared store (oldest first)."""
@@ -1077,6 +1228,13 @@ class SqliteStore(Store):
 
 class _NothingToApply(Exception):
     """A mirror was already up to date when its write lock was taken."""
+
+
+class _StaleVectors(StoreError):
+    """A mirror's rows point into a vector file that a reload replaced meanwhile."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__(f"the gallery copy {label} changed while it was read")
 
 
 #: The name the SQLite store had before there were other backends.

@@ -26,9 +26,10 @@ import pytest
 from app.cli import main
 from app.pipeline.align import EMBEDDING_VERSION
 from app.pipeline.errors import PersonError
+from app.pipeline.facespace import load_face_space
 from app.pipeline.index import FaceIndex
 from app.pipeline.outdated import current_gallery
-from app.pipeline.pgstore import PostgresStore, StoreOfflineError
+from app.pipeline.pgstore import PostgresStore, StoreOfflineError, Vector
 from app.pipeline.shared import SharedStore
 from app.pipeline.store import FaceStore, NewFace, Sighting
 from tests.conftest import DEEPFACE, FR, REPO
@@ -462,14 +463,25 @@ def test_backup_and_restore_of_a_shared_gallery(pg_server, pg_url: str, tmp_path
 
 # -- search in the database -----------------------------------------------------------------
 
-def test_search_in_the_database_follows_the_per_person_rule(pg_url: str) -> None:
-    """pgvector's HNSW plus the rule in SQL gives the local exact index's answers."""
+@pytest.mark.parametrize("kind", [None, "vector", "bq"])
+def test_search_in_the_database_follows_the_per_person_rule(pg_url: str, kind: str | None) -> None:
+    """pgvector's HNSW plus the rule in SQL gives the local exact index's answers, whatever
+    the index is built on (None: the schema's own, halfvec)."""
     rng = np.random.default_rng(12)
     centres = unit(rng.standard_normal((40, 512)))
     with PostgresStore(pg_url) as pg:
         pg.add_many([(f"P{k}", [NewFace(unit(c + 0.8 * unit(rng.standard_normal(512))),
                                         embedder=EMBEDDING_VERSION)
                                 for _ in range(1 + k % 9)]) for k, c in enumerate(centres)])
+        if kind is not None:
+            pg.rebuild_vector_index(kind=kind, memory="64MB")
+        with PostgresStore(pg_url) as fresh:  # another connection finds the index kind
+            assert fresh.index_kind() == (kind or "halfvec")
+            # ...and its query can use that index (not a scan that merely gives the same answer).
+            fresh._conn.execute("SET enable_seqscan = off")
+            plan = fresh._conn.execute("EXPLAIN " + fresh._match_sql(kind or "halfvec"),
+                                       {"q": Vector(centres[0]), "v": EMBEDDING_VERSION}).fetchall()
+            assert "faces_embedding" in " ".join(r[0] for r in plan)
         probes = unit(centres[rng.integers(0, 40, 60)] + 0.8 * unit(rng.standard_normal((60, 512))))
         # A face an older embedding version made takes no part, even as an exact copy.
         pg.add_faces("Old", [NewFace(probes[0], embedder="older-version")])
@@ -483,6 +495,26 @@ def test_search_in_the_database_follows_the_per_person_rule(pg_url: str) -> None
     assert [m.name for m in in_db] == [m.name for m in local]
     assert np.allclose([m.similarity for m in in_db], [m.similarity for m in local], atol=1e-5)
     assert np.allclose([m.runner_up for m in in_db], [m.runner_up for m in local], atol=1e-5)
+
+
+def test_older_version_faces_nearest_the_probe_do_not_crowd_out_the_candidates(pg_url: str) -> None:
+    """The index scan goes on past faces of another embedding version (pgvector's
+    iterative scan), so a person's current faces are still found behind 200 nearer
+    outdated ones, even with a search breadth of 40."""
+    rng = np.random.default_rng(13)
+    centres = unit(rng.standard_normal((5, 512)))
+    with PostgresStore(pg_url) as pg:
+        pg.add_many([(f"P{k}", [NewFace(unit(c + 0.8 * unit(rng.standard_normal(512))),
+                                        embedder=EMBEDDING_VERSION) for _ in range(3)])
+                     for k, c in enumerate(centres)])
+        pg.add_faces("Old", [NewFace(unit(centres[0] + 0.2 * unit(rng.standard_normal(512))),
+                                     embedder="older-version") for _ in range(200)])
+        gallery = current_gallery(pg)
+        pg._conn.execute("SET enable_seqscan = off")  # the index, not an exact scan, on 215 rows
+        [found] = pg.match(centres[:1], gallery.names, ef=40)
+    assert found.name == "P0"
+    assert np.isclose(found.similarity, FaceIndex(gallery, None, "exact").match(centres[:1])[0].similarity,
+                      atol=1e-5)
 
 
 def test_a_large_shared_gallery_is_searched_in_the_database(pg_url: str, tmp_path: Path,
@@ -503,3 +535,155 @@ def test_a_large_shared_gallery_is_searched_in_the_database(pg_url: str, tmp_pat
         assert [f.name for f in rec.process(load_image(FR / "biden.jpg")).faces] == [None]
         rec.rename("Obama", "Barack Obama")
         assert [f.name for f in rec.process(load_image(FR / "obama3.jpg")).faces] == ["Barack Obama"]
+
+
+# -- the workstation's copy: vectors in a flat file ---------------------------------------------
+
+def _copy_files(home: Path) -> list[Path]:
+    return sorted((home / "shared").glob("*.vec*"))
+
+
+def _same_gallery(a, b) -> None:  # noqa: ANN001
+    order_a, order_b = np.argsort(a.face_ids), np.argsort(b.face_ids)
+    assert np.array_equal(a.face_ids[order_a], b.face_ids[order_b])
+    assert np.array_equal(a.person_ids[order_a], b.person_ids[order_b])
+    assert np.array_equal(a.embeddings[order_a], b.embeddings[order_b])
+    assert a.names == b.names
+
+
+def test_a_fresh_copy_keeps_its_vectors_in_one_file_and_follows_changes(
+        pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A workstation's first copy writes the vectors to a flat file (its SQLite rows hold
+    none); later changes arrive incrementally; a removed face's vector is zeroed on disk."""
+    from app.pipeline.vectorfile import VectorFile
+
+    # The binary COPY is parsed in blocks: small ones here, so rows straddle them.
+    monkeypatch.setattr(PostgresStore, "_COPY_BLOCK", 5000)
+    rng = np.random.default_rng(21)
+    with PostgresStore(pg_url) as pg:
+        pg.add_many([(f"P{k}", faces(rng, 1 + k % 4)) for k in range(30)])
+        home = tmp_path / "ws"
+        with SharedStore(url := pg_url, home, background=False) as ws:
+            ws.sync()
+            _same_gallery(ws.gallery(), pg.gallery())
+            [vec_file] = _copy_files(home)
+            assert vec_file.suffix == ".vec" and vec_file.stat().st_mode & 0o077 == 0
+            stored = ws.mirror._read("SELECT count(*), sum(length(embedding)) FROM faces")[0]
+            assert stored == (73, 0)  # every vector is in the file, none in SQLite
+            assert [(f.source, f.embedder) for f in ws.mirror.faces_of(ws.mirror.person("P3").id)] \
+                == [("x.jpg", EMBEDDING_VERSION)] * 4
+
+            gone = pg.person("P5")
+            gone_faces = [f.id for f in pg.faces_of(gone.id)]
+            pg.remove("P5")
+            pg.add_faces("P7", faces(rng, 1))
+            moved = pg.faces_of(pg.person("P9").id)[0].id
+            pg.move_faces([moved], "P10")
+            ws.sync()
+            _same_gallery(ws.gallery(), pg.gallery())
+            assert _copy_files(home) == [vec_file]  # no new copy: only the changes came
+            assert ws.mirror._read("SELECT count(*) FROM faces WHERE length(embedding) > 0")[0][0] == 1
+            on_disk = VectorFile(vec_file)
+            rows = on_disk.rows_of(np.array(gone_faces))
+            assert (rows >= 0).all() and not on_disk.vectors[rows].any()  # overwritten
+            assert on_disk.vectors[on_disk.rows_of(np.array([moved]))].any()  # still there
+    # A new copy of the same gallery (another workstation) matches, removed faces and all.
+    with SharedStore(url, tmp_path / "ws2", background=False) as other, PostgresStore(url) as pg:
+        other.sync()
+        _same_gallery(other.gallery(), pg.gallery())
+
+
+def test_a_copy_cut_short_is_never_used(pg_url: str, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full copy that fails part-way leaves the previous copy in use, untouched, and no
+    partial file; files a killed process left behind are removed by the next copy."""
+    from app.pipeline import vectorfile
+
+    rng = np.random.default_rng(22)
+    home = tmp_path / "ws"
+    with PostgresStore(pg_url) as pg:
+        pg.add_many([(f"P{k}", faces(rng, 2)) for k in range(20)])
+        with SharedStore(pg_url, home, background=False) as ws:
+            ws.sync()
+            before = ws.gallery()
+            [first] = _copy_files(home)
+            # A restore resets the history: every workstation copies the gallery in full.
+            dump = pg.dump()
+            dump = type(dump)(dump.people[:10], [f for f in dump.faces if f[1] <= dump.people[9][0]],
+                              [], dump.generation)
+            pg.replace_with(dump, replace=True)
+
+            calls = []
+            real_append = vectorfile.VectorWriter.append
+
+            def failing(self, ids, vectors):  # noqa: ANN001, ANN202
+                calls.append(len(ids))
+                real_append(self, ids[:1], vectors[:1])  # part of the block reached the disk
+                raise OSError(28, "No space left on device")
+
+            monkeypatch.setattr(vectorfile.VectorWriter, "append", failing)
+            with pytest.raises(OSError, match="No space"):
+                ws.sync()
+            assert calls and _copy_files(home) == [first]  # the partial file is gone
+            _same_gallery(ws.gallery(), before)  # and the old copy still serves
+
+            # A killed process's unfinished file and an orphaned finished one.
+            stem = ws.mirror_path.stem
+            (home / "shared" / f"{stem}.deadbeef0000.vec.999999999.part").write_bytes(b"\0" * 100)
+            (home / "shared" / f"{stem}.cafe00000000.vec").write_bytes(b"\0" * 100)
+            monkeypatch.setattr(vectorfile.VectorWriter, "append", real_append)
+            ws.sync()
+            _same_gallery(ws.gallery(), pg.gallery())
+            [second] = _copy_files(home)
+            assert second != first and len(ws.gallery().face_ids) == 20
+
+
+def test_a_workstation_restarted_offline_recognises_from_its_vector_file(
+        private_server, tmp_path: Path) -> None:
+    """The copy made in bulk survives a restart with the database away and serves the
+    exact search stand-in (the database-search path's fallback)."""
+    from app.pipeline.shared import RemoteIndex
+
+    url = private_server.url("gallery")
+    rng = np.random.default_rng(23)
+    centres = unit(rng.standard_normal((12, 512)))
+    with PostgresStore(url) as pg:
+        pg.add_many([(f"P{k}", [NewFace(unit(c + 0.5 * unit(rng.standard_normal(512))),
+                                        embedder=EMBEDDING_VERSION)
+                                for _ in range(3)]) for k, c in enumerate(centres)])
+        truth = pg.gallery()
+    home = tmp_path / "ws"
+    with SharedStore(url, home):
+        pass
+    assert len(_copy_files(home)) == 1
+    private_server.stop()
+    with SharedStore(url, home) as ws:
+        assert ws.offline_since is not None
+        _same_gallery(ws.gallery(), truth)
+        found = RemoteIndex(ws).match(centres)
+        assert [m.name for m in found] == [f"P{k}" for k in range(12)]
+
+
+def test_bench_of_a_shared_gallery(pg_url: str, tmp_path: Path) -> None:
+    """``facerec bench --store``: every part runs on a small synthetic gallery; the index's
+    answers agree with the exact rule; the copy is made through the vector file. (The
+    speed figures themselves belong to BENCHMARKS.md, not to a test.)"""
+    out = cli(tmp_path, "bench", "--sizes", "1000", "--json", store=pg_url)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert (r["generator"], r["index"], r["face_space"]["embedding_version"]) == \
+        ("faces", "halfvec", load_face_space().embedding_version)
+    [size] = r["sizes"]
+    search, sync = size["search"], size["sync"]
+    assert size["faces"] == 1000 and not size["reused"] and search["index"] == "halfvec"
+    assert search["accuracy_vs_exact"] == 1.0 and search["exact_vs_identity"] > 0.95
+    assert [e["ef_search"] for e in search["sweep"]] == [40, 100, 200, 400]
+    assert search["ef_search"] == 100  # the breadth a workstation uses at this size
+    assert sync["index"] == "FaceIndex" and sync["vectors_mb"] > 1.5  # 1000 x 2 KB in the file
+    assert size["propagation"]["rounds"] == 10
+    # Run again on the same database: the gallery it made is kept, with its figures.
+    again = cli(tmp_path, "bench", "--sizes", "1000", "--json", store=pg_url)
+    assert again.returncode == 0, again.stderr
+    kept = json.loads(again.stdout)["sizes"][0]
+    assert kept["reused"] is True and kept["build_s"] == size["build_s"]
+    assert kept["search"]["accuracy_vs_exact"] == 1.0
