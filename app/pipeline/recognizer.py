@@ -274,10 +274,19 @@ class Recognizer:
         it is enrolled or identified; otherwise the highest score wins.
         """
         h, w = rgb.shape[:2]
-        regions = tracker.regions(rgb) if tracker is not None else TilePlan.for_still(w, h).regions
+        whole = self.detector.detect(rgb)
+        if tracker is None:
+            found = self.detector.detect_regions(rgb, TilePlan.for_still(w, h).regions)
+        else:
+            # A steady small face's whole-frame detection, seen through its track's lens,
+            # may stand in for its region (`tracking`).
+            regions, views = tracker.look(rgb, whole)
+            found = self.detector.detect_regions(rgb, regions)
+            tracker.learn(rgb, whole, found)
+            whole = views
         sure: list[Detection] = []
-        others = self.detector.detect_regions(rgb, regions)
-        for d in self.detector.detect(rgb):
+        others = list(found)
+        for d in whole:
             (sure if d.box[3] >= REFINE_BELOW * max(w, h) else others).append(d)
         return merge_detections(others, first=sure)
 

@@ -10,11 +10,23 @@ The tracker also says where the detector should look beyond the whole frame: a r
 around each small tracked face (so a face too small for the whole-frame pass stays found,
 and placed precisely, every frame; one region serves every small face it holds), and the
 tiles of the frame where a new small face may have appeared (see `scan.TileScheduler`).
+
+A small face that the whole-frame pass does find still gets its region: that pass places
+it too coarsely to follow (on the bench's 720p scene of five 147 px faces its box is
+0.79-0.93 of the region's height, and jitters by up to a tenth of the height from frame to
+frame). But while the face holds steady the region need not run on every frame. When it
+runs, the tracker keeps its detection and a small grey patch around the face (a `_Lens`);
+on the next frames the region's detection, moved by the face's motion measured on that
+patch (phase correlation), stands in for the region's, as long as the motion was measured
+surely and the whole-frame pass confirms the face there at its size. The region runs again
+after `LENS_FRAMES` frames, and at once when that fails. A face about to be embedded is
+detected once more anyway (`FaceDetector.refine`), around the stand-in's box.
 """
 
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -68,6 +80,21 @@ REGION_PER_FACE = TILE_PER_FACE * 0.8
 #: A region chosen for one face serves another only if that face stays whole in it
 #: after moving by this fraction of its height (its own region leaves it 2 heights).
 REGION_SLACK = 0.5
+#: A `_Lens` serves this many frames; then the face's region runs again. (The region
+#: runs on at most one frame in this many for a steady face instead of on every frame.)
+LENS_FRAMES = 6
+#: The motion of a face is measured in a window this many times its height...
+LENS_WINDOW = 1.6
+#: ...shrunk to a square patch this wide.
+LENS_PATCH = 64
+#: The region's detection, moved, stands in for it only if the motion was measured this
+#: surely (phase correlation's peak response; 0.6-0.95 for a face drifting a few pixels)...
+LENS_MIN_RESPONSE = 0.3
+#: ...and the whole-frame pass finds the face where it moved (IoU of its box with the
+#: whole-frame box of the lens's frame, moved alike)...
+LENS_MIN_IOU = 0.6
+#: ...at a height within this factor of its height then.
+LENS_MAX_SCALE = 1.1
 
 
 @dataclass(frozen=True)
@@ -131,6 +158,62 @@ class Track:
         return self.hits >= CONFIRM_HITS or self.det.score >= SURE_SCORE
 
 
+@dataclass(frozen=True)
+class _Lens:
+    """A small face as its region placed it, to stand in for the region on later frames.
+
+    Where the face went since is measured on the pixels: a grey patch around it, kept
+    from the frame the region ran on, is matched to the same window of the new frame by
+    phase correlation (0.1 ms), so the box follows the face to a pixel. The whole-frame
+    pass only confirms that the face is still there at its size: the box it gives for a
+    small face jitters by up to a tenth of its height from frame to frame.
+    """
+
+    at: int  # the frame (`FaceTracker._looks`) it was measured in
+    region: Detection  # the region's detection then
+    whole: Detection  # the whole-frame pass's detection of the face then
+    window: Region  # where the patch was taken
+    patch: np.ndarray  # LENS_PATCH x LENS_PATCH grey float32
+
+    @classmethod
+    def measure(cls, at: int, rgb: np.ndarray, whole: Detection, region: Detection) -> _Lens:
+        h, w = rgb.shape[:2]
+        window = square_around(region.raw_box, round(region.raw_box[3] * LENS_WINDOW), w, h)
+        return cls(at, region, whole, window, _grey_patch(rgb, window))
+
+    def shift(self, rgb: np.ndarray) -> tuple[float, float, float]:
+        """How far the face moved since (x, y in pixels), and how sure that is (0-1)."""
+        (dx, dy), response = cv2.phaseCorrelate(self.patch, _grey_patch(rgb, self.window),
+                                                _hanning())
+        scale = self.window[2] / LENS_PATCH
+        return dx * scale, dy * scale, float(response)
+
+    def view(self, dx: float, dy: float, score: float, width: int, height: int) -> Detection:
+        """The region's detection moved by (dx, dy), with the whole-frame pass's *score*."""
+        x, y, bw, bh = self.region.raw_box
+        rx, ry = x + dx, y + dy
+        x0, y0 = max(0, int(rx)), max(0, int(ry))
+        x1, y1 = min(width, int(rx + bw)), min(height, int(ry + bh))
+        kps = self.region.keypoints + np.array([dx, dy], np.float32)
+        return Detection((x0, y0, max(0, x1 - x0), max(0, y1 - y0)), kps, score, (rx, ry, bw, bh))
+
+
+def _grey_patch(rgb: np.ndarray, window: Region) -> np.ndarray:
+    x0, y0, side = window
+    small = cv2.resize(rgb[y0:y0 + side, x0:x0 + side], (LENS_PATCH, LENS_PATCH),
+                       interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
+
+
+_HANNING: list[np.ndarray] = []
+
+
+def _hanning() -> np.ndarray:
+    if not _HANNING:
+        _HANNING.append(cv2.createHanningWindow((LENS_PATCH, LENS_PATCH), cv2.CV_32F))
+    return _HANNING[0]
+
+
 class FaceTracker:
     """Associate detections with tracks and decide each track's identity by vote.
 
@@ -146,12 +229,19 @@ class FaceTracker:
         # Where the tracks were as of the last association. `regions` reads only this, so
         # the next frame's detection may run while `record` updates this frame's tracks.
         self._seen: list[Detection] = []
+        self._seen_ids: list[int] = []
+        # Per track id: its small face as its region last placed it (see module doc).
+        # Read and written by `look` and `learn` only, on the thread that runs detection.
+        self._lenses: dict[int, _Lens] = {}
+        self._looks = 0  # frames `look` has seen
         self._cells: tuple[np.ndarray, np.ndarray] | None = None  # (frame, its cells)
 
     def reset(self) -> None:
         """Forget every track (e.g. after a seek or a source change); rescan every tile."""
         self.tracks.clear()
         self._seen = []
+        self._seen_ids = []
+        self._lenses.clear()
         if self._scan is not None:
             self._scan.reset()
 
@@ -174,26 +264,95 @@ class FaceTracker:
     def regions(self, rgb: np.ndarray) -> list[Region]:
         """Regions to run the detector on in this frame, besides the whole frame.
 
+        `look` without the whole-frame pass's detections (so no stand-ins).
+        """
+        return self.look(rgb, ())[0]
+
+    def look(self, rgb: np.ndarray, whole: Sequence[Detection]
+             ) -> tuple[list[Region], list[Detection]]:
+        """Where to run the detector in this frame, given the whole-frame pass's *whole*.
+
         Around each small tracked face, a square `REGION_PER_FACE` times its height,
         unless a square already chosen holds the face whole and sees it no smaller than
-        the tile scan that found it did (then that run finds it as well); then the tiles
+        the tile scan that found it did (then that run finds it as well), or a
+        detection in *whole* stands in for it (module doc); then the tiles
         `scan.TileScheduler` picks.
+
+        Returns
+        -------
+        regions : list of Region
+            To scan.
+        whole : list of Detection
+            *whole*, each whole-frame detection that confirms a stand-in replaced by it.
         """
         h, w = rgb.shape[:2]
         if self._scan is None or self._scan.size != (w, h):
             self._scan = TileScheduler(w, h)
         cells = frame_cells(rgb)
         self._cells = (rgb, cells)
+        self._looks += 1
         out: list[Region] = []
+        views = list(whole)
+        taken: set[int] = set()
         long_side = max(w, h)
-        for seen in self._seen:
+        for tid, seen in zip(self._seen_ids, self._seen):
             box = seen.raw_box
             if box[3] >= WHOLE_FRAME_MIN_FACE * long_side:
+                continue
+            stand_in = self._stand_in(tid, rgb, whole, taken)
+            if stand_in is not None:
+                views[stand_in[0]] = stand_in[1]
+                taken.add(stand_in[0])
                 continue
             coarsest = max(128, round(box[3] * TILE_PER_FACE))
             if not any(_holds(r, box, coarsest) for r in out):
                 out.append(square_around(box, max(128, round(box[3] * REGION_PER_FACE)), w, h))
-        return out + self._scan.take(cells, self._seen, self.tiles_per_frame)
+        return out + self._scan.take(cells, self._seen, self.tiles_per_frame), views
+
+    def _stand_in(self, tid: int, rgb: np.ndarray, whole: Sequence[Detection], taken: set[int]
+                  ) -> tuple[int, Detection] | None:
+        """A steady face's stand-in for its region (module doc), or None.
+
+        The region's detection moved with the face, and the index in *whole* of the
+        whole-frame detection that confirms it.
+        """
+        lens = self._lenses.get(tid)
+        if lens is None or self._looks - lens.at >= LENS_FRAMES:
+            return None
+        dx, dy, sure = lens.shift(rgb)
+        if sure < LENS_MIN_RESPONSE:
+            return None
+        x, y, bw, bh = lens.whole.raw_box
+        expected = (x + dx, y + dy, bw, bh)
+        best: tuple[float, int] | None = None
+        for k, d in enumerate(whole):
+            if k in taken or not 1 / LENS_MAX_SCALE <= d.raw_box[3] / bh <= LENS_MAX_SCALE:
+                continue
+            overlap = iou(d.raw_box, expected)
+            if overlap >= LENS_MIN_IOU and (best is None or overlap > best[0]):
+                best = (overlap, k)
+        if best is None:
+            return None
+        h, w = rgb.shape[:2]
+        return best[1], lens.view(dx, dy, whole[best[1]].score, w, h)
+
+    def learn(self, rgb: np.ndarray, whole: Sequence[Detection], found: Sequence[Detection]
+              ) -> None:
+        """Measure the lens of each small tracked face both passes of this frame found.
+
+        *whole* is the whole-frame pass's detections as `look` was given them, *found*
+        the detections in the regions it returned.
+        """
+        long_side = max(self._scan.size) if self._scan is not None else 0
+        for tid, seen in zip(self._seen_ids, self._seen):
+            if seen.raw_box[3] >= WHOLE_FRAME_MIN_FACE * long_side:
+                continue
+            pick = [max(dets, key=lambda d: iou(d.box, seen.box), default=None)
+                    for dets in (whole, found)]
+            w, r = pick
+            if (w is not None and r is not None and iou(w.box, seen.box) > MIN_IOU
+                    and iou(r.box, seen.box) > MIN_IOU and w.raw_box[3] > 0):
+                self._lenses[tid] = _Lens.measure(self._looks, rgb, w, r)
 
     # -- association ----------------------------------------------------------------
     def scene_cut(self, rgb: np.ndarray) -> bool:
@@ -242,6 +401,8 @@ class FaceTracker:
                 out.append((track, d))
         self.tracks = [t for t in self.tracks if frame_index - t.last_seen <= MAX_MISSED]
         self._seen = [t.det for t in self.tracks]
+        self._seen_ids = [t.id for t in self.tracks]
+        self._lenses = {t: lens for t, lens in self._lenses.items() if t in self._seen_ids}
         out = [(t, d) for t, d in out if t.confirmed]
         out.sort(key=lambda td: td[1].area, reverse=True)
         return out

@@ -15,6 +15,7 @@ from app.pipeline.detector import (
     TILE_PER_FACE,
     WHOLE_FRAME_FINDS,
     TilePlan,
+    iou,
 )
 from app.pipeline.imageio import load_image
 from app.pipeline.recognizer import Recognizer
@@ -246,3 +247,40 @@ def test_video_names_follow_the_decision_rule(data_dir: Path, face_video: Path) 
     assert names_on(Settings()).count("Obama") == 24
     # An expert minimum similarity above what Obama's frames reach leaves him Unknown.
     assert "Obama" not in names_on(Settings(min_similarity=round(obama_score + 0.05, 2)))
+
+
+def test_a_steady_small_face_is_followed_without_a_region_on_every_frame(
+        rec: Recognizer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Faces of 150 and 170 px in 720p: the whole-frame pass finds them but places them
+    # coarsely, so each has a region. While they hold still the region runs once in
+    # LENS_FRAMES frames; the boxes and names are those a region on every frame gives.
+    from app.pipeline import tracking
+
+    photos = [FR / "obama2.jpg", FR / "biden.jpg"]
+    still, _ = small_face_scene(rec, (1280, 720), (150, 170), photos, [(300, 300), (900, 380)])
+    frames = [cv2.warpAffine(still, np.float32([[1, 0, 3 * np.sin(i / 3)], [0, 1, 0]]), (1280, 720),
+                             borderMode=cv2.BORDER_REPLICATE) for i in range(30)]
+
+    regions: list[int] = []
+    detect_regions = rec.detector.detect_regions
+    monkeypatch.setattr(rec.detector, "detect_regions",
+                        lambda rgb, rs: regions.append(len(rs)) or detect_regions(rgb, rs))
+
+    def run(lens_frames: int) -> tuple[list[list[tuple]], int]:
+        monkeypatch.setattr(tracking, "LENS_FRAMES", lens_frames)
+        regions.clear()
+        tracker = FaceTracker(tiles_per_frame=0)  # no tiles: only the regions around the faces
+        out = [sorted((face.box, face.name) for face in rec.process(f, i, tracker).faces)
+               for i, f in enumerate(frames)]  # left to right
+        return out, sum(regions)
+
+    lens_frames = tracking.LENS_FRAMES
+    every, every_runs = run(0)  # a region for each face on every frame, as before lenses
+    lens, lens_runs = run(lens_frames)
+    assert every_runs == 2 * (len(frames) - 1)
+    assert lens_runs <= 2 * (len(frames) // lens_frames + 2)
+    assert [[n for _, n in fr] for fr in lens] == [[n for _, n in fr] for fr in every]
+    assert lens[-1] and {n for _, n in lens[-1]} == {"Obama", "Biden"}
+    for a, b in zip(every, lens):
+        for (box, _), (other, _) in zip(a, b):
+            assert iou(box, other) >= 0.8, (box, other)
