@@ -164,7 +164,7 @@ class _Lens:
 
     Where the face went since is measured on the pixels: a grey patch around it, kept
     from the frame the region ran on, is matched to the same window of the new frame by
-    phase correlation (0.1 ms), so the box follows the face to a pixel. The whole-frame
+    phase correlation (0.2 ms), so the box follows the face to a pixel. The whole-frame
     pass only confirms that the face is still there at its size: the box it gives for a
     small face jitters by up to a tenth of its height from frame to frame.
     """
@@ -199,9 +199,15 @@ class _Lens:
 
 
 def _grey_patch(rgb: np.ndarray, window: Region) -> np.ndarray:
+    """The window of the frame as a `LENS_PATCH`-wide grey patch.
+
+    Bilinear to twice the size, then an area average: 0.03 ms for a 470 px window,
+    against 0.75 ms for an area average straight from the frame.
+    """
     x0, y0, side = window
-    small = cv2.resize(rgb[y0:y0 + side, x0:x0 + side], (LENS_PATCH, LENS_PATCH),
-                       interpolation=cv2.INTER_AREA)
+    twice = cv2.resize(rgb[y0:y0 + side, x0:x0 + side], (2 * LENS_PATCH, 2 * LENS_PATCH),
+                       interpolation=cv2.INTER_LINEAR)
+    small = cv2.resize(twice, (LENS_PATCH, LENS_PATCH), interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
 
 
