@@ -14,7 +14,7 @@ from app.config import Paths, Settings, store_location
 from app.pipeline import consistency
 from app.pipeline.align import EMBEDDING_VERSION, align_face, thumbnail_jpeg
 from app.pipeline.decision import Calibration, Decision, DecisionRule, load_calibration
-from app.pipeline.detector import REFINE_BELOW, FaceDetector, TilePlan, merge_detections
+from app.pipeline.detector import REFINE_BELOW, FaceDetector, TilePlan, iou, merge_detections
 from app.pipeline.embedder import FaceEmbedder
 from app.pipeline.errors import NoFaceError, PersonError
 from app.pipeline.imageio import display_name, load_image
@@ -57,6 +57,9 @@ class FrameWork:
         The confirmed tracks seen in the frame (`follow`).
     todo : list of (Track, Detection)
         Those to embed now (`follow`).
+    coasted : bool
+        No whole-frame pass ran: the tracked faces' detections were carried over from
+        the frame before, moved with them (`tracking`).
     """
 
     rgb: np.ndarray
@@ -65,6 +68,7 @@ class FrameWork:
     timings: dict[str, float]
     pairs: list[tuple[Track, Detection]] = field(default_factory=list)
     todo: list[tuple[Track, Detection]] = field(default_factory=list)
+    coasted: bool = False
 
 
 @dataclass(frozen=True)
@@ -228,14 +232,23 @@ class Recognizer:
         """The detector that locates faces again before they are embedded."""
         return self._refiner if self._refiner is not None else self.detector
 
-    def _crops(self, rgb: np.ndarray, dets: Sequence[Detection]) -> tuple[list[np.ndarray], float]:
+    def _crops(self, rgb: np.ndarray, dets: Sequence[Detection], coasted: bool = False
+               ) -> tuple[list[np.ndarray], float]:
         """Aligned crops of faces about to be embedded, and the ms spent locating them again.
 
         Small faces are detected again first (`FaceDetector.refine`); that second look is
-        a detector run, reported apart so it can be counted as detection time.
+        a detector run, reported apart so it can be counted as detection time. In a frame
+        that *coasted*, a face the second look leaves as it was is located by the
+        whole-frame pass the frame skipped, so its crop is the one it would have had.
         """
         t0 = time.perf_counter()
         located = [self.refiner.refine(rgb, d) for d in dets]
+        if coasted and any(a is d for a, d in zip(located, dets)):
+            whole = self.refiner.detect(rgb)
+            for k, d in enumerate(dets):
+                best = max(whole, key=lambda o: iou(o.box, d.box), default=None)
+                if located[k] is d and best is not None and iou(best.box, d.box) > 0.3:
+                    located[k] = best
         refine_ms = (time.perf_counter() - t0) * 1e3
         return [align_face(rgb, d) for d in located], refine_ms
 
@@ -274,16 +287,16 @@ class Recognizer:
         it is enrolled or identified; otherwise the highest score wins.
         """
         h, w = rgb.shape[:2]
-        whole = self.detector.detect(rgb)
         if tracker is None:
+            whole = self.detector.detect(rgb)
             found = self.detector.detect_regions(rgb, TilePlan.for_still(w, h).regions)
         else:
-            # A steady small face's whole-frame detection, seen through its track's lens,
-            # may stand in for its region (`tracking`).
-            regions, views = tracker.look(rgb, whole)
+            # Steady tracked faces may stand in for their regions, or on a frame that
+            # coasts, for the whole-frame pass (`tracking`).
+            regions, whole, raw = tracker.look(rgb, lambda: self.detector.detect(rgb))
             found = self.detector.detect_regions(rgb, regions)
-            tracker.learn(rgb, whole, found)
-            whole = views
+            if raw is not None:
+                tracker.learn(rgb, raw, found)
         sure: list[Detection] = []
         others = list(found)
         for d in whole:
@@ -295,7 +308,8 @@ class Recognizer:
         """Stage 1 of `process`: every face in the frame (`detect`)."""
         t0 = time.perf_counter()
         dets = self.detect(rgb, tracker)
-        return FrameWork(rgb, frame_index, dets, {"detect": (time.perf_counter() - t0) * 1e3})
+        return FrameWork(rgb, frame_index, dets, {"detect": (time.perf_counter() - t0) * 1e3},
+                         coasted=tracker is not None and tracker.coasted)
 
     def follow(self, work: FrameWork, tracker: FaceTracker) -> None:
         """Stage 2 of `process` on a stream: scene cut, association, which faces to embed."""
@@ -316,7 +330,7 @@ class Recognizer:
         t1 = time.perf_counter()
         todo_dets = [d for _, d in work.todo] if tracker is not None else work.dets
         # Faces about to be embedded, located precisely (small ones are detected again).
-        crops, refine_ms = self._crops(rgb, todo_dets)
+        crops, refine_ms = self._crops(rgb, todo_dets, work.coasted)
         t2 = time.perf_counter()
         emb = self.embedder.embed(np.stack(crops)) if crops else None
         t3 = time.perf_counter()

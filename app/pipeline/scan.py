@@ -91,6 +91,8 @@ class TileScheduler:
         self._near = np.zeros(n, dtype=np.int64)  # cell changes near tracked faces
         self._ref: np.ndarray | None = None
         self._frame = 0
+        #: Whether the last frame `take` saw changed away from the tracked faces.
+        self.changed_away = True
         gw, gh = max(1, width // CELL), max(1, height // CELL)
         spans = [(*_cell_span(x, s, gw), *_cell_span(y, s, gh)) for x, y, s in self.regions]
         self._span = np.array(spans, dtype=np.intp).reshape(-1, 4)  # cx0, cx1, cy0, cy1
@@ -111,10 +113,12 @@ class TileScheduler:
     def _count_changes(self, cells: np.ndarray, tracked: Sequence[Detection]) -> None:
         """Add this frame's cell changes to each tile's counts, apart near tracked faces."""
         ref = self._ref
+        self.changed_away = True
         if ref is None or ref.shape != cells.shape:
             self._ref = cells.copy()
             return
         changed = cv2.absdiff(cells, ref) > CELL_CHANGE
+        self.changed_away = False
         if not changed.any():
             return
         ref[changed] = cells[changed]
@@ -128,6 +132,7 @@ class TileScheduler:
             near[cy0:cy1, cx0:cx1] = changed[cy0:cy1, cx0:cx1]
             changed[cy0:cy1, cx0:cx1] = False
         if changed.any():
+            self.changed_away = True
             self._changes += self._per_tile(changed)
         if near.any():
             self._near += self._per_tile(near)

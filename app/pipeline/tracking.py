@@ -25,9 +25,10 @@ detected once more anyway (`FaceDetector.refine`), around the stand-in's box.
 
 from __future__ import annotations
 
+import math
 from collections import Counter, deque
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -95,6 +96,12 @@ LENS_MIN_RESPONSE = 0.3
 LENS_MIN_IOU = 0.6
 #: ...at a height within this factor of its height then.
 LENS_MAX_SCALE = 1.1
+#: A frame coasts (no whole-frame pass, no regions) only if every tracked face was
+#: confirmed by a detector pass in the frame before, moved by at most this fraction of
+#: its height...
+COAST_MAX_MOVE = 0.1
+#: ...as surely as this (phase correlation's response).
+COAST_MIN_RESPONSE = 0.5
 
 
 @dataclass(frozen=True)
@@ -170,6 +177,7 @@ class _Lens:
     """
 
     at: int  # the frame (`FaceTracker._looks`) it was measured in
+    seen: int  # the last frame a detector pass confirmed the face in
     region: Detection  # the region's detection then
     whole: Detection  # the whole-frame pass's detection of the face then
     window: Region  # where the patch was taken
@@ -179,7 +187,7 @@ class _Lens:
     def measure(cls, at: int, rgb: np.ndarray, whole: Detection, region: Detection) -> _Lens:
         h, w = rgb.shape[:2]
         window = square_around(region.raw_box, round(region.raw_box[3] * LENS_WINDOW), w, h)
-        return cls(at, region, whole, window, _grey_patch(rgb, window))
+        return cls(at, at, region, whole, window, _grey_patch(rgb, window))
 
     def shift(self, rgb: np.ndarray) -> tuple[float, float, float]:
         """How far the face moved since (x, y in pixels), and how sure that is (0-1)."""
@@ -240,6 +248,8 @@ class FaceTracker:
         # Read and written by `look` and `learn` only, on the thread that runs detection.
         self._lenses: dict[int, _Lens] = {}
         self._looks = 0  # frames `look` has seen
+        #: Whether the last frame coasted (`look`): no whole-frame pass ran.
+        self.coasted = False
         self._cells: tuple[np.ndarray, np.ndarray] | None = None  # (frame, its cells)
 
     def reset(self) -> None:
@@ -248,6 +258,7 @@ class FaceTracker:
         self._seen = []
         self._seen_ids = []
         self._lenses.clear()
+        self.coasted = False
         if self._scan is not None:
             self._scan.reset()
 
@@ -270,26 +281,31 @@ class FaceTracker:
     def regions(self, rgb: np.ndarray) -> list[Region]:
         """Regions to run the detector on in this frame, besides the whole frame.
 
-        `look` without the whole-frame pass's detections (so no stand-ins).
+        `look` with a whole-frame pass that finds nothing (so no stand-ins).
         """
-        return self.look(rgb, ())[0]
+        return self.look(rgb, list)[0]
 
-    def look(self, rgb: np.ndarray, whole: Sequence[Detection]
-             ) -> tuple[list[Region], list[Detection]]:
-        """Where to run the detector in this frame, given the whole-frame pass's *whole*.
+    def look(self, rgb: np.ndarray, whole_pass: Callable[[], list[Detection]]
+             ) -> tuple[list[Region], list[Detection], list[Detection] | None]:
+        """Where to run the detector in this frame, and what stands in for the rest.
 
-        Around each small tracked face, a square `REGION_PER_FACE` times its height,
-        unless a square already chosen holds the face whole and sees it no smaller than
-        the tile scan that found it did (then that run finds it as well), or a
-        detection in *whole* stands in for it (module doc); then the tiles
-        `scan.TileScheduler` picks.
+        If every tracked face holds steady and nothing else changed, the frame coasts
+        (module doc): the tracked faces' detections moved with them stand in for the
+        whole-frame pass. Otherwise *whole_pass* runs, and a region is chosen around
+        each small tracked face, a square `REGION_PER_FACE` times its height, unless a
+        square already chosen holds the face whole and sees it no smaller than the
+        tile scan that found it did (then that run finds it as well), or a stand-in
+        replaces it. Then the tiles `scan.TileScheduler` picks.
 
         Returns
         -------
         regions : list of Region
             To scan.
         whole : list of Detection
-            *whole*, each whole-frame detection that confirms a stand-in replaced by it.
+            The whole-frame pass's detections, each that confirms a stand-in replaced by
+            it; on a coasting frame, the stand-ins of every tracked face.
+        raw : list of Detection or None
+            The whole-frame pass's own detections, for `learn`; None when coasting.
         """
         h, w = rgb.shape[:2]
         if self._scan is None or self._scan.size != (w, h):
@@ -297,6 +313,12 @@ class FaceTracker:
         cells = frame_cells(rgb)
         self._cells = (rgb, cells)
         self._looks += 1
+        tiles = self._scan.take(cells, self._seen, self.tiles_per_frame)
+        coasted = None if self._scan.changed_away or self.coasted else self._coast(rgb)
+        self.coasted = coasted is not None
+        if coasted is not None:
+            return tiles, coasted, None
+        whole = whole_pass()
         out: list[Region] = []
         views = list(whole)
         taken: set[int] = set()
@@ -313,7 +335,23 @@ class FaceTracker:
             coarsest = max(128, round(box[3] * TILE_PER_FACE))
             if not any(_holds(r, box, coarsest) for r in out):
                 out.append(square_around(box, max(128, round(box[3] * REGION_PER_FACE)), w, h))
-        return out + self._scan.take(cells, self._seen, self.tiles_per_frame), views
+        return out + tiles, views, whole
+
+    def _coast(self, rgb: np.ndarray) -> list[Detection] | None:
+        """Every tracked face's stand-in, if each was seen in the last frame and holds still."""
+        if not self._seen:
+            return None
+        h, w = rgb.shape[:2]
+        out = []
+        for tid, seen in zip(self._seen_ids, self._seen):
+            lens = self._lenses.get(tid)
+            if lens is None or lens.seen != self._looks - 1 or self._looks - lens.at >= LENS_FRAMES:
+                return None
+            dx, dy, sure = lens.shift(rgb)
+            if sure < COAST_MIN_RESPONSE or math.hypot(dx, dy) > COAST_MAX_MOVE * seen.raw_box[3]:
+                return None
+            out.append(lens.view(dx, dy, lens.whole.score, w, h))
+        return out
 
     def _stand_in(self, tid: int, rgb: np.ndarray, whole: Sequence[Detection], taken: set[int]
                   ) -> tuple[int, Detection] | None:
@@ -339,25 +377,28 @@ class FaceTracker:
                 best = (overlap, k)
         if best is None:
             return None
+        self._lenses[tid] = replace(lens, seen=self._looks)
         h, w = rgb.shape[:2]
         return best[1], lens.view(dx, dy, whole[best[1]].score, w, h)
 
     def learn(self, rgb: np.ndarray, whole: Sequence[Detection], found: Sequence[Detection]
               ) -> None:
-        """Measure the lens of each small tracked face both passes of this frame found.
+        """Measure the lens of each tracked face this frame's passes found.
 
-        *whole* is the whole-frame pass's detections as `look` was given them, *found*
-        the detections in the regions it returned.
+        *whole* is the whole-frame pass's own detections (`look`'s *raw*), *found* the
+        detections in the regions it returned. A small face's lens needs both (the
+        region's detection places it); a larger one's is its whole-frame detection.
         """
         long_side = max(self._scan.size) if self._scan is not None else 0
         for tid, seen in zip(self._seen_ids, self._seen):
-            if seen.raw_box[3] >= WHOLE_FRAME_MIN_FACE * long_side:
+            w = max(whole, key=lambda d: iou(d.box, seen.box), default=None)
+            if w is None or iou(w.box, seen.box) <= MIN_IOU or w.raw_box[3] <= 0:
                 continue
-            pick = [max(dets, key=lambda d: iou(d.box, seen.box), default=None)
-                    for dets in (whole, found)]
-            w, r = pick
-            if (w is not None and r is not None and iou(w.box, seen.box) > MIN_IOU
-                    and iou(r.box, seen.box) > MIN_IOU and w.raw_box[3] > 0):
+            if seen.raw_box[3] >= WHOLE_FRAME_MIN_FACE * long_side:
+                self._lenses[tid] = _Lens.measure(self._looks, rgb, w, w)
+                continue
+            r = max(found, key=lambda d: iou(d.box, seen.box), default=None)
+            if r is not None and iou(r.box, seen.box) > MIN_IOU:
                 self._lenses[tid] = _Lens.measure(self._looks, rgb, w, r)
 
     # -- association ----------------------------------------------------------------
