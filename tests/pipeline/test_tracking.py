@@ -284,3 +284,34 @@ def test_a_steady_small_face_is_followed_without_a_region_on_every_frame(
     for a, b in zip(every, lens):
         for (box, _), (other, _) in zip(a, b):
             assert iou(box, other) >= 0.8, (box, other)
+
+
+def test_a_steady_scene_coasts_on_every_other_frame_with_the_same_names(
+        rec: Recognizer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A webcam sitter drifting by a pixel or two: every other frame needs no whole-frame
+    # pass (the face's detection, moved with it, stands in), and what is embedded and
+    # named is what a whole-frame pass on every frame gives.
+    from app.pipeline import tracking
+
+    frames = [small_face_scene(rec, (640, 480), (200,), [FR / "obama3.jpg"],
+                               [(320 + round(2 * np.sin(i / 4)), 240 + round(np.cos(i / 5)))])[0]
+              for i in range(24)]
+    rec.use_two_detectors()  # a face embedded in a coasting frame is located on the other one
+    passes: list[int] = []
+    detect = rec.detector.detect
+    monkeypatch.setattr(rec.detector, "detect", lambda rgb: passes.append(1) or detect(rgb))
+
+    def run() -> list[list[tuple]]:
+        passes.clear()
+        tracker = FaceTracker()
+        return [[(f.name, round(f.similarity, 2)) for f in rec.process(frame, i, tracker).faces]
+                for i, frame in enumerate(frames)]
+
+    coasting = run()
+    coasting_passes = len(passes)
+    monkeypatch.setattr(tracking, "COAST_MIN_RESPONSE", 2.0)  # never sure enough: no coasting
+    every = run()
+    assert len(passes) == len(frames)
+    assert coasting_passes <= len(frames) // 2 + 3
+    assert coasting == every
+    assert all(fr == [("Obama", fr[0][1])] for fr in coasting[1:])
