@@ -21,6 +21,16 @@ patch (phase correlation), stands in for the region's, as long as the motion was
 surely and the whole-frame pass confirms the face there at its size. The region runs again
 after `LENS_FRAMES` frames, and at once when that fails. A face about to be embedded is
 detected once more anyway (`FaceDetector.refine`), around the stand-in's box.
+
+Larger faces get a lens too: their whole-frame detection and patch. When every tracked face
+was confirmed by a detector pass in the frame before, its motion since is measured surely
+(`COAST_MIN_RESPONSE`) and is small (`COAST_MAX_MOVE`), and the tile scan saw nothing change
+away from the tracked faces, the frame *coasts*: the faces' detections, moved with them,
+stand in for the whole-frame pass and the regions (the tiles due are still scanned). A
+frame after a coasting one never coasts, so the whole-frame pass still runs on every other
+frame at least, and a new large face is found at most a frame later. A large face embedded
+in a coasting frame is located by a whole-frame pass first (`Recognizer.name_faces`), so its
+crop is the one it would have had.
 """
 
 from __future__ import annotations
