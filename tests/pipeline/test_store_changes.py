@@ -69,7 +69,7 @@ def test_a_version_1_store_is_upgraded_in_place(data_dir: Path, rng: np.random.G
         assert store.changes_since(6) is None  # history before the upgrade is not kept
         assert store.changes_since(7).empty
     con = sqlite3.connect(db)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     con.close()
 
 
