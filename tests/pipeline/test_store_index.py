@@ -285,11 +285,12 @@ def test_a_version_2_store_is_migrated_without_loss(data_dir: Path, rng: np.rand
     con.executescript(_MIGRATIONS[1])
     con.executescript(_MIGRATIONS[2])
     vecs = unit(rng.standard_normal((3, 512)))
-    for pid, (name, key) in enumerate([("Straße", "strasse"), ("Émile", "émile")], start=1):
+    for name, key in [("Straße", "strasse"), ("Émile", "émile")]:
         con.execute("INSERT INTO people(name, key, created, changed) VALUES (?, ?, 1, 1)", (name, key))
     for pid, vec in zip([1, 1, 2], vecs):
         con.execute("INSERT INTO faces(person_id, embedding, thumbnail, source, created, changed, "
-                    "embedder) VALUES (?, ?, x'ffd8', 's.jpg', 2, 1, 'v')", (pid, vec.astype("<f4").tobytes()))
+                    "embedder) VALUES (?, ?, x'ffd8', 's.jpg', 2, 1, 'v')",
+                    (pid, vec.astype("<f4").tobytes()))
     con.execute("UPDATE meta SET value = '5' WHERE key = 'generation'")
     con.execute("PRAGMA user_version = 2")
     con.commit()
