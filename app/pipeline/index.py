@@ -44,6 +44,7 @@ import numpy as np
 
 from app.pipeline.models import sha256_of
 from app.pipeline.store import EMBEDDING_DIM, Gallery, GalleryDelta
+from app.pipeline.vectorfile import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -128,20 +129,6 @@ def _save_graph(index: hnswlib.Index, path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in *folder* durable (where the platform allows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
     finally:
         os.close(fd)
 
@@ -393,7 +380,7 @@ class FaceIndex:
                 os.replace(mtmp, self._meta_path())
             finally:
                 mtmp.unlink(missing_ok=True)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
             self._hnsw_dirty = self._meta_dirty = False
         except (OSError, IndexFileError) as exc:
             # A read-only data dir still recognises; a full disk keeps the previous

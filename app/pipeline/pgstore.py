@@ -515,6 +515,13 @@ class PostgresStore(Store):
             raise self._malformed(face_id, "not a 512-number vector")
         return self._sound(value, face_id)
 
+    def damaged_faces(self) -> list[tuple[int, int, str]]:
+        """As `Store.damaged_faces`, in the database: pgvector refuses NaN and infinity, so
+        only the length is checked, without reading the vectors out."""
+        return [(int(i), int(p), "not a unit vector") for i, p in self._read(
+            f"SELECT id, person_id FROM faces WHERE abs(vector_norm(embedding) - 1) > {UNIT_TOLERANCE} "
+            "ORDER BY id")]
+
     def _upsert_sightings(self, con: Any, rows: Sequence[Sighting]) -> int:
         cur = con.executemany(
             "INSERT INTO sightings(id, person_id, started, last_seen, frames, similarity, "

@@ -295,3 +295,15 @@ def test_a_mirror_fed_raw_rows_holds_what_the_store_holds(store: Store, tmp_path
         assert [p.name for p in mirror.people()] == ["Zed"]
         assert mirror.changes_since(gen) is None
     mirror.close()
+
+
+def test_a_damaged_embedding_is_quarantined_in_both_engines(store: Store, rng: np.random.Generator) -> None:
+    """Issue 13 item 1: a vector that is not of unit length (a flipped exponent bit) is never searched."""
+    pid, (damaged, sound) = store.add_faces("Ada", faces(rng, 2))
+    with store._write(bump=False) as (con, _):
+        con.execute("UPDATE faces SET embedding = ? WHERE id = ?",
+                    (store._vec(3 * unit(rng.standard_normal(512))), damaged))
+    assert store.gallery().face_ids.tolist() == [sound]
+    assert [(f, p) for f, p, _ in store.damaged_faces()] == [(damaged, pid)]
+    assert [f[0] for f in store.dump().faces] == [sound]
+    assert store.people()[0].face_count == 2  # kept, for the user to see and remove

@@ -465,3 +465,67 @@ def test_removing_above_the_rebuild_limit_leaves_no_vector_in_the_index(
     assert not any(np.asarray(v, "<f4").tobytes()[:64] in on_disk for v in stored)
     assert all(m.person_id != int(gallery.person_ids[0]) for m in index.match(centres))
     assert [m.person_id for m in index.match(centres[1:])] == list(range(2, 11))
+
+
+def test_a_read_only_folder_is_opened_read_only(rng: np.random.Generator) -> None:
+    """Not simulated: the process really may not write the folder or the file.
+
+    As root (CI), permissions do not bind, so a forked child drops to ``nobody`` first
+    (the modules it needs are already loaded: a fresh interpreter could not start as
+    ``nobody`` where Python lives under /root).
+    """
+    import os
+    import shutil
+    import tempfile
+
+    from app.pipeline.errors import StoreError
+
+    root = Path(tempfile.mkdtemp(prefix="facerec-ro-"))
+    try:
+        os.chmod(root, 0o755)
+        db = root / "data" / "faces.db"
+        with FaceStore(db) as store:
+            store.add_faces("Ada", [NewFace(rng.standard_normal(512)) for _ in range(2)])
+        before = sorted(p.name for p in db.parent.iterdir())
+        as_root = os.geteuid() == 0
+        for p in db.parent.iterdir():
+            if as_root:
+                os.chown(p, 65534, 65534)
+            os.chmod(p, 0o400)
+        if as_root:
+            os.chown(db.parent, 65534, 65534)
+        os.chmod(db.parent, 0o555)
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - reported through the pipe
+            answer = "?"
+            try:
+                if as_root:
+                    os.setgid(65534)
+                    os.setuid(65534)
+                assert not os.access(db.parent, os.W_OK)
+                with FaceStore(db) as store:
+                    people = [(p.name, p.face_count) for p in store.people()]
+                    faces = len(store.gallery().face_ids)
+                    try:
+                        store.add_faces("Bob", [NewFace(np.ones(512))])
+                        refused = "written"
+                    except StoreError as exc:
+                        refused = str(exc)
+                answer = json.dumps([people, faces, refused])
+            except BaseException as exc:  # noqa: BLE001 - anything goes back to the test
+                answer = json.dumps(f"{type(exc).__name__}: {exc}")
+            finally:
+                os.write(write, answer.encode())
+                os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as f:
+            answer = json.loads(f.read())
+        os.waitpid(child, 0)
+        assert answer[:2] == [[["Ada", 2]], 2], answer
+        assert "is read-only here" in answer[2]
+        assert sorted(p.name for p in db.parent.iterdir()) == before  # nothing created
+    finally:
+        for p in [root, *root.rglob("*")]:
+            os.chmod(p, 0o700)
+        shutil.rmtree(root)
