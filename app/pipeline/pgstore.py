@@ -58,6 +58,7 @@ from app.pipeline.store import (
     Sighting,
     Store,
     name_key,
+    sound_rows,
     unit_embedding,
 )
 
@@ -515,9 +516,20 @@ class PostgresStore(Store):
             raise self._malformed(face_id, "not a 512-number vector")
         return self._sound(value, face_id)
 
+    def _quarantine(self, ids: np.ndarray, pids: np.ndarray, vecs: np.ndarray) -> np.ndarray:
+        """Which of these faces are sound; the others are reported (as `Store._decode` does)."""
+        sound = sound_rows(vecs)
+        if not sound.all():
+            self._warn_damaged([(int(ids[k]), int(pids[k]), "not a unit vector")
+                                for k in np.flatnonzero(~sound).tolist()], None)
+        return sound
+
     def damaged_faces(self) -> list[tuple[int, int, str]]:
-        """As `Store.damaged_faces`, in the database: pgvector refuses NaN and infinity, so
-        only the length is checked, without reading the vectors out."""
+        """As `Store.damaged_faces`, checked in the database.
+
+        pgvector refuses NaN and infinity, so only the length is checked, without
+        reading the vectors out.
+        """
         return [(int(i), int(p), "not a unit vector") for i, p in self._read(
             f"SELECT id, person_id FROM faces WHERE abs(vector_norm(embedding) - 1) > {UNIT_TOLERANCE} "
             "ORDER BY id")]
@@ -586,12 +598,7 @@ class PostgresStore(Store):
             if np.any(block[:, :2].copy().view(">u2")[:, 0] != EMBEDDING_DIM):
                 raise self._malformed(int(ids[0]))
             vecs = block[:, 4:].copy().view(">f4").astype(np.float32)
-            with np.errstate(invalid="ignore", over="ignore"):
-                sound = np.isfinite(vecs).all(axis=1) & (
-                    np.abs(np.linalg.norm(vecs.astype(np.float64), axis=1) - 1) <= UNIT_TOLERANCE)
-            if not sound.all():  # quarantined, as `Store._decode` does
-                self._warn_damaged([(int(ids[k]), int(pids[k]), "not a finite unit vector")
-                                    for k in np.flatnonzero(~sound).tolist()], None)
+            sound = self._quarantine(np.asarray(ids), np.asarray(pids), vecs)
             for k in np.argsort(ids, kind="stable").tolist():  # aggregated in scan order
                 if not sound[k]:
                     continue
@@ -641,6 +648,9 @@ class PostgresStore(Store):
                     np.any(block["l2"] != sizes[2]) or np.any(block["l3"] != sizes[3]) or \
                     np.any(block["l4"] != sizes[4]) or np.any(block["dim"] != EMBEDDING_DIM):
                 raise self._malformed(int(block["id"][0]))
+            sound = self._quarantine(block["id"], block["pid"], block["vec"])
+            if not sound.all():
+                block = block[sound]
             writer.append(block["id"], block["vec"])
             ids.append(block["id"].astype(np.int64))
             pids.append(block["pid"].astype(np.int64))

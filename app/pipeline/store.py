@@ -1526,6 +1526,15 @@ class _StaleVectors(StoreError):
 FaceStore = SqliteStore
 
 
+def sound_rows(vecs: np.ndarray) -> np.ndarray:
+    """Which rows of *vecs* are finite unit vectors (as every stored embedding is)."""
+    v = np.asarray(vecs, np.float64).reshape(len(vecs), -1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        ok: np.ndarray = np.isfinite(v).all(axis=1) & (
+            np.abs(np.linalg.norm(v, axis=1) - 1) <= UNIT_TOLERANCE)
+    return ok
+
+
 def writable(path: Path) -> bool:
     """Whether this process may write the store at *path* (its folder and the file)."""
     return os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))

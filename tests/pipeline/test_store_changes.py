@@ -297,7 +297,8 @@ def test_a_mirror_fed_raw_rows_holds_what_the_store_holds(store: Store, tmp_path
     mirror.close()
 
 
-def test_a_damaged_embedding_is_quarantined_in_both_engines(store: Store, rng: np.random.Generator) -> None:
+def test_a_damaged_embedding_is_quarantined_in_both_engines(store: Store, rng: np.random.Generator,
+                                                           tmp_path: Path) -> None:
     """Issue 13 item 1: a vector that is not of unit length (a flipped exponent bit) is never searched."""
     pid, (damaged, sound) = store.add_faces("Ada", faces(rng, 2))
     with store._write(bump=False) as (con, _):
@@ -307,3 +308,9 @@ def test_a_damaged_embedding_is_quarantined_in_both_engines(store: Store, rng: n
     assert [(f, p) for f, p, _ in store.damaged_faces()] == [(damaged, pid)]
     assert [f[0] for f in store.dump().faces] == [sound]
     assert store.people()[0].face_count == 2  # kept, for the user to see and remove
+    # A workstation's first copy of the gallery (in bulk, into a vector file) skips it too.
+    delta = store.rows_since(-1, "another store", bulk=(tmp_path, "copy"))
+    try:
+        assert delta.bulk.ids.tolist() == [sound]
+    finally:
+        delta.bulk.writer.discard()
