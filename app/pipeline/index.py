@@ -112,15 +112,20 @@ def check_index_file(path: Path, count: int) -> None:
             raise IndexFileError(f"dimension {dim}, not {EMBEDDING_DIM}")
         if n != count:
             raise IndexFileError(f"{n} elements, {count} expected")
-        pos = _HEADER.size + n * per_element
-        for _ in range(n):
-            if pos + 4 > size:
-                raise IndexFileError(f"truncated at {size} bytes")
-            f.seek(pos)
-            (links,) = struct.unpack("<I", f.read(4))
-            pos += 4 + links
-        if pos != size:
-            raise IndexFileError(f"{size} bytes, {pos} expected")
+        start = _HEADER.size + n * per_element
+        if start > size:
+            raise IndexFileError(f"truncated at {size} bytes")
+        f.seek(start)
+        # The upper-level link lists: a 4-byte size, then that many bytes, per element.
+        # Most elements have none, so this part is ~4 bytes an element: read it at once.
+        rest = memoryview(f.read())
+    pos, end = 0, len(rest)
+    for _ in range(n):
+        if pos + 4 > end:
+            raise IndexFileError(f"truncated at {size} bytes")
+        pos += 4 + int.from_bytes(rest[pos:pos + 4], "little")
+    if pos != end:
+        raise IndexFileError(f"{size} bytes, {start + pos} expected")
 
 
 def _save_graph(index: hnswlib.Index, path: Path) -> None:
