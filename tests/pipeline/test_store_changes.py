@@ -314,3 +314,21 @@ def test_a_damaged_embedding_is_quarantined_in_both_engines(store: Store, rng: n
         assert delta.bulk.ids.tolist() == [sound]
     finally:
         delta.bulk.writer.discard()
+
+
+def test_a_shared_gallery_of_schema_2_gets_the_new_name_keys(pg_url: str, rng: np.random.Generator) -> None:
+    """Issue 13 item 4 in PostgreSQL: keys made by case folding ("strasse") are recomputed."""
+    from app.pipeline.pgstore import PostgresStore
+
+    with PostgresStore(pg_url) as store:
+        store.add_faces("Straße", faces(rng, 1))
+        store.add_faces("Émile", faces(rng, 1))
+        # As schema 2 stored them: case-folded keys.
+        store._conn.execute("UPDATE people SET key = 'strasse' WHERE name = 'Straße'")
+        store._conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
+    with PostgresStore(pg_url) as store:
+        assert store.person("STRASSE") is None and store.person("STRAßE").name == "Straße"
+        store.add_faces("STRASSE", faces(rng, 1))  # another family
+        assert sorted((p.name, p.face_count) for p in store.people()) == [
+            ("STRASSE", 1), ("Straße", 1), ("Émile", 1)]
+        assert store._read("SELECT value FROM meta WHERE key = 'schema'") == [("3",)]
