@@ -1100,16 +1100,10 @@ class SqliteStore(Store):
     def _open_read_only(self) -> sqlite3.Connection:
         """Open a store in a folder (or a file) we may not write: read it, change nothing.
 
-        SQLite cannot open a WAL database read-only unless its ``-shm`` and ``-wal``
-        files exist; after a clean close they do not, and then no other process can be
-        writing it here either (it could not create them), so the file is opened as
-        immutable.
+        See `read_only_uri`.
         """
-        wal, shm = Path(f"{self.path}-wal"), Path(f"{self.path}-shm")
-        live = wal.exists() and shm.exists()
-        uri = self.path.resolve().as_uri() + ("?mode=ro" if live else "?mode=ro&immutable=1")
-        con = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                              check_same_thread=False)
+        con = sqlite3.connect(read_only_uri(self.path), uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
+                              isolation_level=None, check_same_thread=False)
         version = con.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise StoreError(f"the face store {self.path} was written by a newer facerec "
@@ -1533,6 +1527,21 @@ def sound_rows(vecs: np.ndarray) -> np.ndarray:
         ok: np.ndarray = np.isfinite(v).all(axis=1) & (
             np.abs(np.linalg.norm(v, axis=1) - 1) <= UNIT_TOLERANCE)
     return ok
+
+
+def read_only_uri(path: Path) -> str:
+    """A URI that opens the SQLite store at *path* read-only, even in a read-only folder.
+
+    SQLite cannot open a WAL database read-only unless its ``-shm`` and ``-wal`` files
+    exist or can be created. In a folder we cannot write, where they do not exist, no
+    process has the store open (a writer keeps them while it does), so it is opened as
+    immutable: SQLite then needs neither. Where the folder is writable, never: a writer
+    could start meanwhile.
+    """
+    path = Path(path)
+    uri = path.absolute().as_uri() + "?mode=ro"
+    live = Path(f"{path}-wal").exists() and Path(f"{path}-shm").exists()
+    return uri if live or os.access(path.parent, os.W_OK) else uri + "&immutable=1"
 
 
 def writable(path: Path) -> bool:

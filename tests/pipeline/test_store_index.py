@@ -478,6 +478,7 @@ def test_a_read_only_folder_is_opened_read_only(rng: np.random.Generator) -> Non
     import shutil
     import tempfile
 
+    from app.pipeline.backup import restore_backup, write_backup
     from app.pipeline.errors import StoreError
 
     root = Path(tempfile.mkdtemp(prefix="facerec-ro-"))
@@ -495,6 +496,10 @@ def test_a_read_only_folder_is_opened_read_only(rng: np.random.Generator) -> Non
         if as_root:
             os.chown(db.parent, 65534, 65534)
         os.chmod(db.parent, 0o555)
+        out = root / "out" / "faces.bak"  # somewhere the child may write
+        out.parent.mkdir()
+        if as_root:
+            os.chown(out.parent, 65534, 65534)
         read, write = os.pipe()
         child = os.fork()
         if child == 0:  # pragma: no cover - reported through the pipe
@@ -504,6 +509,7 @@ def test_a_read_only_folder_is_opened_read_only(rng: np.random.Generator) -> Non
                     os.setgid(65534)
                     os.setuid(65534)
                 assert not os.access(db.parent, os.W_OK)
+                write_backup(db, out)  # a backup too (issue 13 item 19)
                 with FaceStore(db) as store:
                     people = [(p.name, p.face_count) for p in store.people()]
                     faces = len(store.gallery().face_ids)
@@ -525,6 +531,9 @@ def test_a_read_only_folder_is_opened_read_only(rng: np.random.Generator) -> Non
         assert answer[:2] == [[["Ada", 2]], 2], answer
         assert "is read-only here" in answer[2]
         assert sorted(p.name for p in db.parent.iterdir()) == before  # nothing created
+        assert restore_backup(out, root / "restored" / "faces.db", root / "restored" / "faces.hnsw") == 1
+        with FaceStore(root / "restored" / "faces.db") as restored:
+            assert [(p.name, p.face_count) for p in restored.people()] == [("Ada", 2)]
     finally:
         for p in [root, *root.rglob("*")]:
             os.chmod(p, 0o700)
