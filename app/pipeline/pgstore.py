@@ -511,10 +511,10 @@ class PostgresStore(Store):
     def _vec(self, unit: np.ndarray) -> object:
         return Vector(unit)
 
-    def _unvec(self, value: Any, face_id: int) -> np.ndarray:
+    def _unvec(self, value: Any, face_id: int, *, check: bool = True) -> np.ndarray:
         if not isinstance(value, np.ndarray) or value.size != EMBEDDING_DIM:
             raise self._malformed(face_id, "not a 512-number vector")
-        return self._sound(value, face_id)
+        return self._sound(value, face_id) if check else value
 
     def _quarantine(self, ids: np.ndarray, pids: np.ndarray, vecs: np.ndarray) -> np.ndarray:
         """Which of these faces are sound; the others are reported (as `Store._decode` does)."""

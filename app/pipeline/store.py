@@ -428,8 +428,12 @@ class Store:
         """An embedding (unit float32) as a query parameter."""
         raise NotImplementedError
 
-    def _unvec(self, value: Any, face_id: int) -> np.ndarray:
-        """An embedding as read from a row."""
+    def _unvec(self, value: Any, face_id: int, *, check: bool = True) -> np.ndarray:
+        """An embedding as read from a row; raises `DamagedEmbedding` if it is not sound.
+
+        With *check* False only its form is checked (size, checksum), not its values:
+        the caller checks many at once (`_decode`).
+        """
         raise NotImplementedError
 
     def _upsert_sightings(self, con: Any, rows: Sequence[Sighting]) -> int:
@@ -638,14 +642,22 @@ class Store:
         bad: list[tuple[int, int, str]] = []
         for k, r in enumerate(rows):
             try:
-                emb[len(keep)] = self._unvec(r[2], int(r[0]))
+                emb[len(keep)] = self._unvec(r[2], int(r[0]), check=False)
             except DamagedEmbedding as exc:
                 bad.append((int(r[0]), int(r[1]), exc.reason))
                 continue
             keep.append(k)
+        emb = emb[:len(keep)]
+        sound = sound_rows(emb)  # the values: one pass over all rows
+        if not sound.all():
+            for k in np.flatnonzero(~sound).tolist():
+                r = rows[keep[k]]
+                bad.append((int(r[0]), int(r[1]), self._sound_reason(emb[k])))
+            keep = [k for k, ok in zip(keep, sound.tolist()) if ok]
+            emb = emb[sound]
         if bad:
-            self._warn_damaged(bad, names)
-        return keep, emb[:len(keep)]
+            self._warn_damaged(sorted(bad), names)
+        return keep, emb
 
     def _warn_damaged(self, bad: Sequence[tuple[int, int, str]], names: dict[int, str] | None) -> None:
         by_person: dict[int, list[tuple[int, str]]] = {}
@@ -680,13 +692,19 @@ class Store:
     def _malformed(self, face_id: int, reason: str = "malformed") -> DamagedEmbedding:
         return DamagedEmbedding(self.label, face_id, reason)
 
+    @staticmethod
+    def _sound_reason(v: np.ndarray) -> str | None:
+        """What is wrong with *v* as a stored embedding (a finite unit vector), or None."""
+        if not np.all(np.isfinite(v)):
+            return "not finite"
+        norm = float(np.sqrt(np.dot(v.astype(np.float64), v.astype(np.float64))))
+        return None if abs(norm - 1.0) <= UNIT_TOLERANCE else f"length {norm:.3g}, not 1"
+
     def _sound(self, v: np.ndarray, face_id: int) -> np.ndarray:
         """*v* if it is a finite unit vector (as every stored embedding is); else raise."""
-        if not np.all(np.isfinite(v)):
-            raise self._malformed(face_id, "not finite")
-        norm = float(np.sqrt(np.dot(v.astype(np.float64), v.astype(np.float64))))
-        if abs(norm - 1.0) > UNIT_TOLERANCE:
-            raise self._malformed(face_id, f"length {norm:.3g}, not 1")
+        reason = self._sound_reason(v)
+        if reason is not None:
+            raise self._malformed(face_id, reason)
         return v
 
     # -- changes ----------------------------------------------------------------
@@ -1257,7 +1275,7 @@ class SqliteStore(Store):
     def _vec(self, unit: np.ndarray) -> object:
         return _with_crc(np.asarray(unit, "<f4").tobytes())
 
-    def _unvec(self, value: Any, face_id: int) -> np.ndarray:
+    def _unvec(self, value: Any, face_id: int, *, check: bool = True) -> np.ndarray:
         raw = bytes(value)
         if len(raw) == _BLOB_BYTES:
             body = raw[:-4]
@@ -1267,7 +1285,8 @@ class SqliteStore(Store):
             body = raw  # a store of schema 2 opened read-only (not upgraded): no checksums yet
         else:
             raise self._malformed(face_id, f"{len(raw)} bytes, not {_BLOB_BYTES}")
-        return self._sound(np.frombuffer(body, dtype="<f4"), face_id)
+        v = np.frombuffer(body, dtype="<f4")
+        return self._sound(v, face_id) if check else v
 
     @staticmethod
     def _stored_elsewhere(value: Any) -> bool:
@@ -1522,10 +1541,12 @@ FaceStore = SqliteStore
 
 def sound_rows(vecs: np.ndarray) -> np.ndarray:
     """Which rows of *vecs* are finite unit vectors (as every stored embedding is)."""
-    v = np.asarray(vecs, np.float64).reshape(len(vecs), -1)
+    v = np.asarray(vecs, np.float32).reshape(len(vecs), EMBEDDING_DIM)
     with np.errstate(invalid="ignore", over="ignore"):
-        ok: np.ndarray = np.isfinite(v).all(axis=1) & (
-            np.abs(np.linalg.norm(v, axis=1) - 1) <= UNIT_TOLERANCE)
+        # A NaN or infinity anywhere makes the sum of squares NaN or infinite: no copy
+        # of the whole matrix is needed (float32 sums are exact enough for 1e-3).
+        squares = np.einsum("ij,ij->i", v, v)
+        ok: np.ndarray = np.isfinite(squares) & (np.abs(np.sqrt(squares) - 1) <= UNIT_TOLERANCE)
     return ok
 
 
