@@ -652,7 +652,7 @@ class Store:
         if not sound.all():
             for k in np.flatnonzero(~sound).tolist():
                 r = rows[keep[k]]
-                bad.append((int(r[0]), int(r[1]), self._sound_reason(emb[k])))
+                bad.append((int(r[0]), int(r[1]), self._sound_reason(emb[k]) or "not sound"))
             keep = [k for k, ok in zip(keep, sound.tolist()) if ok]
             emb = emb[sound]
         if bad:
