@@ -184,10 +184,10 @@ def cmd_import(args: argparse.Namespace) -> int:
                 refused += keep.count(False)
                 batches[name] = [x for x, k in zip(faces, keep) if k]
         batches = {n: fs for n, fs in batches.items() if fs}
-        if batches:
-            rec.enroll_many(list(batches.items()))
-    added = sum(len(v) for v in batches.values())
-    print(f"imported {added} face(s) for {len(batches)} people; skipped {len(skipped)} file(s)"
+        # Counted as stored: folders that name the same person count once.
+        people = rec.enroll_many(list(batches.items())) if batches else {}
+    added = sum(len(v) for v in people.values())
+    print(f"imported {added} face(s) for {len(people)} people; skipped {len(skipped)} file(s)"
           + (f"; refused {refused} face(s) that failed the same-person checks" if refused else ""))
     for line in skipped:
         _note(f"  skipped {line}")
@@ -201,6 +201,7 @@ def cmd_people(args: argparse.Namespace) -> int:
     with _open_store(args) as store:
         people = store.people()
         old = outdated(store)
+        damaged = Counter(pid for _, pid, _ in store.damaged_faces())
     if args.json:
         print(json.dumps([{"name": p.name, "faces": p.face_count, "older_version_faces": old.of(p.id),
                            "created": datetime.fromtimestamp(p.created, timezone.utc).isoformat()}
@@ -218,6 +219,12 @@ def cmd_people(args: argparse.Namespace) -> int:
                 f", {n_old} by an older version: not used, enroll again from photos"))
     if old.faces and not args.json:
         _note(f"note: {old.note()}")
+    if damaged:
+        from app.pipeline.store import DAMAGED_ADVICE
+
+        who = ", ".join(f"{p.name!r} ({damaged[p.id]})" for p in people if p.id in damaged)
+        _note(f"warning: {sum(damaged.values())} stored face(s) are damaged and not used for "
+              f"recognition: {who}; {DAMAGED_ADVICE}")
     return EXIT_OK
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from app.pipeline.errors import FacerecError, StoreError
-from app.pipeline.store import BUSY_TIMEOUT_MS, FaceStore, Store, merge_into
+from app.pipeline.store import BUSY_TIMEOUT_MS, FaceStore, Store, merge_into, read_only_uri
 
 MAGIC = b"FACEREC-BACKUP 1\n"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
@@ -46,7 +46,7 @@ def _snapshot(db: Path) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "faces.db"
         try:
-            src = sqlite3.connect(db.absolute().as_uri() + "?mode=ro", uri=True)
+            src = sqlite3.connect(read_only_uri(db), uri=True)  # works in a read-only folder
             dst = sqlite3.connect(copy)
             with dst:
                 src.backup(dst)

@@ -28,15 +28,23 @@ from __future__ import annotations
 import json
 import logging
 import os
+import struct
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: stale temp files are recognised by their age instead
+    fcntl = None  # type: ignore[assignment]
 
 import hnswlib
 import numpy as np
 
 from app.pipeline.models import sha256_of
 from app.pipeline.store import EMBEDDING_DIM, Gallery, GalleryDelta
+from app.pipeline.vectorfile import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +72,70 @@ def ef_search(n_faces: int) -> int:
         return HNSW_EF_SEARCH
     return int(min(2048, round(HNSW_EF_SEARCH * (n_faces / 100_000) ** 1.3 / 32) * 32))
 
-#: Up to this size a delete rebuilds the graph instead of marking vectors deleted.
+#: Up to this size a delete rebuilds the graph; above it, removed vectors are zeroed in
+#: place and marked deleted (a rebuild of a large graph takes minutes).
 REBUILD_ON_DELETE_LIMIT = 10_000
+#: A temp file of an index save older than this, with no lock on it, is a killed save's.
+STALE_TEMP_SECONDS = 3600
+
+#: hnswlib's file header (hnswalg.h, saveIndex): offsetLevel0, max_elements,
+#: cur_element_count, size_data_per_element, label_offset, offsetData (size_t each),
+#: maxlevel (int), enterpoint (uint32), maxM, maxM0, M (size_t), mult (double),
+#: ef_construction (size_t).
+_HEADER = struct.Struct("<6Qii3QdQ")
+
+
+class IndexFileError(ValueError):
+    """An index file that is not what the store needs (truncated, other dimension...)."""
+
+
+def check_index_file(path: Path, count: int) -> None:
+    """Prove an hnswlib file is whole, holds *count* elements and has our dimension.
+
+    Reads the header and walks the per-element link lists to the exact end of the file,
+    as hnswlib does on load, without trusting it: a file cut short by a full disk, or a
+    valid index of another dimension, is refused before hnswlib reads it.
+
+    Raises
+    ------
+    IndexFileError
+        Saying what does not fit.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(_HEADER.size)
+        if len(head) != _HEADER.size:
+            raise IndexFileError(f"truncated header ({size} bytes)")
+        (_, _, n, per_element, label_offset, data_offset, _, _, _, _, _, _, _) = _HEADER.unpack(head)
+        dim = (label_offset - data_offset) // 4
+        if dim != EMBEDDING_DIM:
+            raise IndexFileError(f"dimension {dim}, not {EMBEDDING_DIM}")
+        if n != count:
+            raise IndexFileError(f"{n} elements, {count} expected")
+        start = _HEADER.size + n * per_element
+        if start > size:
+            raise IndexFileError(f"truncated at {size} bytes")
+        f.seek(start)
+        # The upper-level link lists: a 4-byte size, then that many bytes, per element.
+        # Most elements have none, so this part is ~4 bytes an element: read it at once.
+        rest = memoryview(f.read())
+    pos, end = 0, len(rest)
+    for _ in range(n):
+        if pos + 4 > end:
+            raise IndexFileError(f"truncated at {size} bytes")
+        pos += 4 + int.from_bytes(rest[pos:pos + 4], "little")
+    if pos != end:
+        raise IndexFileError(f"{size} bytes, {start + pos} expected")
+
+
+def _save_graph(index: hnswlib.Index, path: Path) -> None:
+    """Write the graph to *path* and make it durable (fsync): the step a test may break."""
+    index.save_index(str(path))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 #: Weight of the similarity to a person's mean face in their score (the rest goes to the
@@ -155,7 +225,10 @@ class FaceIndex:
         self._graph = graph
         if not graph:
             self.path = None
-        elif self.path is None or not self._load():
+            return
+        if self.path is not None:
+            self._remove_stale_temps()
+        if self.path is None or not self._load():
             self._build()
             self.save()
 
@@ -206,14 +279,22 @@ class FaceIndex:
             if sha256_of(self.path) != meta.get("sha256"):
                 log.warning("index %s fails its checksum; rebuilding from the store", self.path)
                 return False
-            # Checksum verified: hnswlib can now trust the bytes (it does not
-            # validate its input and could crash on a corrupt file).
+            # The checksum only proves the file is the one saved: check it fits this
+            # store (dimension, count, whole) before hnswlib, which trusts its input,
+            # reads it.
+            check_index_file(self.path, int(meta.get("total")))
             index = hnswlib.Index(space="cosine", dim=EMBEDDING_DIM)
             index.load_index(str(self.path), max_elements=max(len(self), 1))
             if index.get_current_count() != meta.get("total"):
                 return False
+            if not self._labels_match(index):
+                return False
         except FileNotFoundError:
             log.info("no index at %s; building it from the store", self.path)
+            return False
+        except IndexFileError as exc:
+            log.warning("index %s does not fit the store (%s); rebuilding from the store",
+                        self.path, exc)
             return False
         except (OSError, ValueError, RuntimeError, TypeError, AttributeError) as exc:
             log.warning("index %s is unreadable (%s); rebuilding from the store", self.path, exc)
@@ -224,6 +305,53 @@ class FaceIndex:
         self._digest = str(meta["sha256"])
         return True
 
+    def _labels_match(self, index: hnswlib.Index) -> bool:
+        """Whether the graph's live labels are exactly the store's faces.
+
+        Every face must be in it; a label the store does not have must be a removed
+        face's, marked deleted (a search could otherwise return a face that is gone).
+        """
+        labels = np.asarray(index.get_ids_list(), np.int64)
+        missing = np.setdiff1d(self._ids, labels)
+        extra = np.setdiff1d(labels, self._ids)
+        live = 0
+        for label in extra.tolist():
+            try:
+                index.mark_deleted(label)  # succeeds only if it was live
+                live += 1
+            except RuntimeError:
+                pass
+        if missing.size or live:
+            log.warning("index %s does not match the store (%d faces missing, %d faces not in "
+                        "the store); rebuilding from the store", self.path, missing.size, live)
+            return False
+        return True
+
+    def _remove_stale_temps(self) -> None:
+        """Delete temp files of saves killed before their rename (each holds a whole graph).
+
+        A save in progress holds a lock on its temp file (`save`), so only abandoned ones
+        are removed; without locks (Windows), those older than `STALE_TEMP_SECONDS`.
+        """
+        assert self.path is not None
+        for tmp in self.path.parent.glob(f".{self.path.name}-*.tmp"):
+            try:
+                if fcntl is None:
+                    if time.time() - tmp.stat().st_mtime > STALE_TEMP_SECONDS:
+                        tmp.unlink()
+                    continue
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # another process is saving into it
+                finally:
+                    os.close(fd)
+                tmp.unlink()
+                log.info("removed %s, left by an interrupted index save", tmp.name)
+            except OSError as exc:  # gone meanwhile, or a read-only folder
+                log.debug("could not remove %s: %s", tmp, exc)
+
     def save(self) -> None:
         """Persist the graph and its metadata atomically (unique temp file + rename).
 
@@ -233,27 +361,55 @@ class FaceIndex:
         """
         if self.path is None or self._hnsw is None:
             return
+        tmp = lock = None
         try:
             if self._hnsw_dirty or self._digest is None:
-                tmp = self._temp_path()
-                self._hnsw.save_index(str(tmp))
-                self._digest = sha256_of(tmp)
+                # Written to a locked temp file, made durable and checked whole before it
+                # replaces the index: a full disk leaves a short file that must never be
+                # recorded as the index (the previous one stays).
+                tmp, lock = self._temp_path(locked=True)
+                _save_graph(self._hnsw, tmp)
+                check_index_file(tmp, self._hnsw_total)
+                digest = sha256_of(tmp)
                 os.replace(tmp, self.path)
+                tmp = None
+                self._digest = digest
             meta = {"format": INDEX_FORMAT, "generation": self.generation, "count": len(self),
                     "total": self._hnsw_total, "sha256": self._digest}
-            mtmp = self._temp_path()
-            mtmp.write_text(json.dumps(meta), encoding="utf-8")
-            os.replace(mtmp, self._meta_path())
+            mtmp, _ = self._temp_path()
+            try:
+                with open(mtmp, "w", encoding="utf-8") as f:
+                    f.write(json.dumps(meta))
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(mtmp, self._meta_path())
+            finally:
+                mtmp.unlink(missing_ok=True)
+            fsync_dir(self.path.parent)
             self._hnsw_dirty = self._meta_dirty = False
-        except OSError as exc:  # a read-only data dir still recognises; it rebuilds next time
+        except (OSError, IndexFileError) as exc:
+            # A read-only data dir still recognises; a full disk keeps the previous
+            # index (stale now, so it is rebuilt from the store next time).
             log.warning("could not save the index to %s: %s", self.path, exc)
+        finally:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+            if lock is not None:
+                os.close(lock)
 
-    def _temp_path(self) -> Path:
-        """A fresh owner-only temp file beside the index."""
+    def _temp_path(self, *, locked: bool = False) -> tuple[Path, int | None]:
+        """A fresh owner-only temp file beside the index (mkstemp makes it 0600).
+
+        With *locked*, its descriptor is returned holding an exclusive lock, which marks
+        the file as in use until it is closed (`_remove_stale_temps`).
+        """
         assert self.path is not None
         fd, name = tempfile.mkstemp(prefix=f".{self.path.name}-", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)  # mkstemp creates it 0600
-        return Path(name)
+        if locked and fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return Path(name), fd
+        os.close(fd)
+        return Path(name), None
 
     def _build(self) -> None:
         """Build the HNSW graph from the in-memory vectors."""
@@ -300,11 +456,19 @@ class FaceIndex:
             if len(self) <= REBUILD_ON_DELETE_LIMIT or self._hnsw is None:
                 self._build()
                 return
-            for label in delta.removed_faces:
+            # Too large to rebuild now: overwrite each removed vector with zeros (hnswlib
+            # updates an existing label in place) before marking it deleted, so nothing
+            # of a removed face stays in memory or in the file written next.
+            labels = set(self._hnsw.get_ids_list())
+            zero = np.zeros((1, EMBEDDING_DIM), np.float32)
+            for label in delta.removed_faces.tolist():
+                if int(label) not in labels:  # added and removed meanwhile
+                    continue
                 try:
+                    self._hnsw.add_items(zero, [int(label)], num_threads=1)
                     self._hnsw.mark_deleted(int(label))
-                except RuntimeError:  # not in the graph (added and removed meanwhile)
-                    pass
+                except RuntimeError as exc:  # already deleted and zeroed before
+                    log.debug("face %d: %s", label, exc)
         if len(new) and self._hnsw is not None:
             need = self._hnsw_total + len(new)
             if need > self._hnsw.get_max_elements():

@@ -51,12 +51,14 @@ from app.pipeline.index import (
 from app.pipeline.store import (
     EMBEDDING_DIM,
     SCHEMA_VERSION,
+    UNIT_TOLERANCE,
     BulkFaces,
     Gallery,
     GalleryDump,
     Sighting,
     Store,
     name_key,
+    sound_rows,
     unit_embedding,
 )
 
@@ -169,7 +171,13 @@ CREATE TABLE sightings (
 CREATE INDEX sightings_started ON sightings(started);
 CREATE INDEX sightings_person ON sightings(person_id);
 """
-_PG_MIGRATIONS = {2: _PG_SCHEMA_V2}
+# Version 3: name keys that keep "ß" apart from "SS" (`name_key`, NFC then lower case;
+# names equal under it were equal under the old case folding, so keys stay unique).
+# The SQLite store's version 3 also checksums its embeddings; pgvector's own ``vector``
+# type holds them here, and they are checked for finite unit length when read.
+_PG_SCHEMA_V3 = "rekey people"
+
+_PG_MIGRATIONS = {2: _PG_SCHEMA_V2, 3: _PG_SCHEMA_V3}
 
 # What each role may do (re-run after every migration: new tables need their grants).
 _GRANTS = f"""
@@ -369,7 +377,10 @@ class PostgresStore(Store):
                 version = self._schema_version() or min(_PG_MIGRATIONS) - 1
                 for step in range(version + 1, SCHEMA_VERSION + 1):
                     log.info("upgrading the shared gallery %s to schema %d", self.label, step)
-                    self._conn.execute(_PG_MIGRATIONS[step])
+                    if _PG_MIGRATIONS[step] == _PG_SCHEMA_V3:
+                        self._rekey()
+                    else:
+                        self._conn.execute(_PG_MIGRATIONS[step])
                     self._conn.execute(
                         "INSERT INTO meta(key, value) VALUES ('schema', %s) "
                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(step),))
@@ -381,6 +392,13 @@ class PostgresStore(Store):
                 f"'facerec --store URL setup'") from None
         except self._psycopg.Error as exc:
             raise self._error(exc) from None
+
+    def _rekey(self) -> None:
+        """Recompute every person's name key (`name_key`), inside the migration's transaction."""
+        rows = self._conn.execute("SELECT id, name FROM people").fetchall()
+        with self._conn.cursor() as cur:
+            cur.executemany("UPDATE people SET key = %s WHERE id = %s", [(f"\x01{i}", i) for i, _ in rows])
+            cur.executemany("UPDATE people SET key = %s WHERE id = %s", [(name_key(n), i) for i, n in rows])
 
     def _grant(self) -> None:
         """Give the two roles their rights, if the roles exist."""
@@ -493,10 +511,28 @@ class PostgresStore(Store):
     def _vec(self, unit: np.ndarray) -> object:
         return Vector(unit)
 
-    def _unvec(self, value: Any, face_id: int) -> np.ndarray:
+    def _unvec(self, value: Any, face_id: int, *, check: bool = True) -> np.ndarray:
         if not isinstance(value, np.ndarray) or value.size != EMBEDDING_DIM:
-            raise self._malformed(face_id)
-        return value
+            raise self._malformed(face_id, "not a 512-number vector")
+        return self._sound(value, face_id) if check else value
+
+    def _quarantine(self, ids: np.ndarray, pids: np.ndarray, vecs: np.ndarray) -> np.ndarray:
+        """Which of these faces are sound; the others are reported (as `Store._decode` does)."""
+        sound = sound_rows(vecs)
+        if not sound.all():
+            self._warn_damaged([(int(ids[k]), int(pids[k]), "not a unit vector")
+                                for k in np.flatnonzero(~sound).tolist()], None)
+        return sound
+
+    def damaged_faces(self) -> list[tuple[int, int, str]]:
+        """As `Store.damaged_faces`, checked in the database.
+
+        pgvector refuses NaN and infinity, so only the length is checked, without
+        reading the vectors out.
+        """
+        return [(int(i), int(p), "not a unit vector") for i, p in self._read(
+            f"SELECT id, person_id FROM faces WHERE abs(vector_norm(embedding) - 1) > {UNIT_TOLERANCE} "
+            "ORDER BY id")]
 
     def _upsert_sightings(self, con: Any, rows: Sequence[Sighting]) -> int:
         cur = con.executemany(
@@ -562,7 +598,10 @@ class PostgresStore(Store):
             if np.any(block[:, :2].copy().view(">u2")[:, 0] != EMBEDDING_DIM):
                 raise self._malformed(int(ids[0]))
             vecs = block[:, 4:].copy().view(">f4").astype(np.float32)
+            sound = self._quarantine(np.asarray(ids), np.asarray(pids), vecs)
             for k in np.argsort(ids, kind="stable").tolist():  # aggregated in scan order
+                if not sound[k]:
+                    continue
                 i = ids[k]
                 src, emb = text.get(i, ("", ""))
                 out.append((int(i), int(pids[k]), vecs[k], src, float(created[k]), emb))
@@ -609,6 +648,9 @@ class PostgresStore(Store):
                     np.any(block["l2"] != sizes[2]) or np.any(block["l3"] != sizes[3]) or \
                     np.any(block["l4"] != sizes[4]) or np.any(block["dim"] != EMBEDDING_DIM):
                 raise self._malformed(int(block["id"][0]))
+            sound = self._quarantine(block["id"], block["pid"], block["vec"])
+            if not sound.all():
+                block = block[sound]
             writer.append(block["id"], block["vec"])
             ids.append(block["id"].astype(np.int64))
             pids.append(block["pid"].astype(np.int64))
@@ -655,7 +697,7 @@ class PostgresStore(Store):
     def gallery(self) -> Gallery:
         """Every embedding with its face and person ids, read in one consistent snapshot."""
         with self._snapshot() as con:
-            gen = int(con.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+            gen = self._con_generation(con)
             names = {int(i): n for i, n in con.execute("SELECT id, name FROM people").fetchall()}
             rows = self._face_rows(con, -1)
         n = len(rows)

@@ -458,10 +458,14 @@ class Recognizer:
         pid, _ = self.store.add_faces(name, faces, must_be_new=new_person)
         return self._changed(pid)
 
-    def enroll_many(self, batches: Sequence[tuple[str, Sequence[NewFace]]]) -> None:
-        """Store faces for several people in one transaction (a folder import)."""
-        self.store.add_many(batches)
+    def enroll_many(self, batches: Sequence[tuple[str, Sequence[NewFace]]]) -> dict[str, list[int]]:
+        """Store faces for several people in one transaction (a folder import).
+
+        Returns the face ids added, by the stored name of each person added to.
+        """
+        added = self.store.add_many(batches)
         self.refresh()
+        return added
 
     def rename(self, old: str, new: str) -> Person:
         """Rename a person; recognition uses the new name immediately."""

@@ -432,6 +432,9 @@ class SharedStore(Store):
     def embedder_counts(self) -> dict[str, int]:  # noqa: D102 - as Store
         return dict(self._query(lambda s: s.embedder_counts()))
 
+    def damaged_faces(self) -> list[tuple[int, int, str]]:  # noqa: D102 - as Store
+        return list(self._query(lambda s: s.damaged_faces()))
+
     def faces_not_made_by(self, embedder: str, changed_after: int = -1) -> list[tuple[int, int]]:
         """As `Store.faces_not_made_by`, from the mirror.
 

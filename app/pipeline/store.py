@@ -21,12 +21,16 @@ the WAL is checkpointed after deletes so removed embeddings and thumbnails do no
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
+import shutil
 import sqlite3
+import tempfile
 import time
 import unicodedata
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
@@ -39,8 +43,15 @@ from app.pipeline.errors import PersonError, StoreBusyError, StoreError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 EMBEDDING_DIM = 512
+#: How far a stored embedding's length may be from 1: they are stored as unit float32
+#: vectors (centred on the mean face, then normalised: `app.pipeline.embedder`), whose
+#: length is 1 within ~1e-6; one flipped exponent bit moves it by far more.
+UNIT_TOLERANCE = 1e-3
+#: Bytes of a stored embedding in SQLite (schema 3+): 512 little-endian float32, then
+#: the CRC-32 of those bytes (little-endian), so a flipped bit anywhere is caught.
+_BLOB_BYTES = EMBEDDING_DIM * 4 + 4
 MAX_NAME_LENGTH = 64
 #: How long a write waits for another process to finish its own (FACEREC_LOCK_TIMEOUT_MS).
 BUSY_TIMEOUT_MS = int(os.environ.get("FACEREC_LOCK_TIMEOUT_MS", "5000"))
@@ -101,8 +112,51 @@ INSERT OR REPLACE INTO meta(key, value)
     SELECT 'history_from', value FROM meta WHERE key = 'generation';
 """
 
+
+def _schema_v3(con: sqlite3.Connection) -> None:
+    """Version 3: name keys that keep "ß" apart from "SS", and checksummed embeddings.
+
+    Keys become `name_key` (NFC, then lower case; `str.casefold` made "Weiß" and "WEISS"
+    one person). Names equal under the new key were equal under the old one, so the
+    keys stay unique. Each embedding gets its CRC-32 appended (`_BLOB_BYTES`); a blob of
+    another length is left as it is (it is quarantined when read), and an empty one (a
+    mirror's face whose vector is in its vector file) stays empty.
+    """
+    rows = con.execute("SELECT id, name FROM people").fetchall()
+    con.executemany("UPDATE people SET key = ? WHERE id = ?", [(f"\x01{i}", i) for i, _ in rows])
+    con.executemany("UPDATE people SET key = ? WHERE id = ?", [(name_key(n), i) for i, n in rows])
+    last = -1
+    while True:
+        chunk = con.execute("SELECT id, embedding FROM faces WHERE id > ? ORDER BY id LIMIT 2000",
+                            (last,)).fetchall()
+        if not chunk:
+            break
+        last = int(chunk[-1][0])
+        con.executemany("UPDATE faces SET embedding = ? WHERE id = ?",
+                        [(_with_crc(bytes(e)), i) for i, e in chunk if len(e) == EMBEDDING_DIM * 4])
+
+
+def _with_crc(raw: bytes) -> bytes:
+    """512 float32 bytes followed by their CRC-32 (the stored form, schema 3+)."""
+    return raw + zlib.crc32(raw).to_bytes(4, "little")
+
+
 # Steps from version N-1 to N; the store upgrades itself one step at a time.
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+_MIGRATIONS: dict[int, Any] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _schema_v3}
+
+
+#: What to do about a damaged face (`DamagedEmbedding`).
+DAMAGED_ADVICE = ("remove the person and enroll them again, or restore a backup "
+                  "('facerec restore --replace BACKUP')")
+
+
+class DamagedEmbedding(StoreError):
+    """A stored embedding fails its checks (size, checksum, finite, unit length)."""
+
+    def __init__(self, label: str, face_id: int, reason: str) -> None:
+        super().__init__(f"the face store {label} holds a damaged embedding (face {face_id}: {reason})")
+        self.face_id = face_id
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -214,25 +268,65 @@ class GalleryDelta:
 
 
 def name_key(name: str) -> str:
-    """The lookup key of a (normalised) name: case-folded, so "Émile" finds "émile"."""
-    return unicodedata.normalize("NFC", name.casefold())
+    """The lookup key of a (normalised) name: NFC, then lower case, so "Émile" finds "émile".
+
+    Plain lower case, not `str.casefold`: case folding expands "ß" to "ss", which would
+    make "Anna Weiß" and "ANNA WEISS" (two spellings that are two families in German)
+    one person. The result is NFC again (lowering can leave combining sequences).
+    """
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).lower())
+
+
+#: Format characters a name may hold: ZERO WIDTH NON-JOINER and ZERO WIDTH JOINER, which
+#: spell words in Persian, Hindi and other scripts, and join emoji sequences (UAX #31,
+#: section 2.3, allows them in identifiers).
+_JOINERS = frozenset("\u200c\u200d")
+#: Characters that are not control or format characters yet show nothing (UTS #39's
+#: "default ignorable" and blank characters): a name of only these looks empty.
+_BLANKS = frozenset(
+    "\u115f\u1160\u3164\uffa0"  # Hangul fillers
+    "\u2800"  # BRAILLE PATTERN BLANK
+    "\u034f"  # COMBINING GRAPHEME JOINER
+    "\u17b4\u17b5"  # Khmer inherent vowels
+    "\u180b\u180c\u180d\u180f"  # Mongolian variation selectors
+    "\ufe00\ufe01\ufe02\ufe03\ufe04\ufe05\ufe06\ufe07"
+    "\ufe08\ufe09\ufe0a\ufe0b\ufe0c\ufe0d\ufe0e\ufe0f"  # variation selectors
+)
+
+
+def _visible(c: str) -> bool:
+    """Whether a character shows something: not a space, mark, joiner or blank."""
+    cat = unicodedata.category(c)
+    return not (cat[0] in "ZCM" or c in _BLANKS or 0xE0100 <= ord(c) <= 0xE01EF)
 
 
 def normalize_name(name: str) -> str:
     """Validate and canonicalise a person's name.
 
+    Follows Unicode's identifier guidance (UAX #31, UTS #39): any script, with ZWNJ and
+    ZWJ allowed inside a name (Persian "Mehr\u200cnaz", emoji sequences); no control,
+    format (bidi controls among them), private-use, surrogate or unassigned characters;
+    and at least one visible character (a name of Hangul fillers or braille blanks would
+    show as nothing).
+
     Raises
     ------
     PersonError
-        If the name is empty, too long or contains control characters.
+        If the name is empty, invisible, too long or contains control characters.
     """
     clean = unicodedata.normalize("NFC", " ".join(str(name).split()))
     if not clean:
         raise PersonError("a name cannot be empty")
     if len(clean) > MAX_NAME_LENGTH:
         raise PersonError(f"a name can have at most {MAX_NAME_LENGTH} characters")
-    if any(unicodedata.category(c).startswith("C") for c in clean):
-        raise PersonError("a name cannot contain control characters")
+    bad = [c for c in clean if unicodedata.category(c)[0] == "C" and c not in _JOINERS]
+    if bad:
+        raise PersonError(f"a name cannot contain control or invisible format characters "
+                          f"(U+{ord(bad[0]):04X})")
+    if clean[0] in _JOINERS or clean[-1] in _JOINERS:
+        raise PersonError("a name cannot start or end with a joiner (U+200C, U+200D)")
+    if not any(_visible(c) for c in clean):
+        raise PersonError("a name must have at least one visible character")
     return clean
 
 
@@ -334,8 +428,12 @@ class Store:
         """An embedding (unit float32) as a query parameter."""
         raise NotImplementedError
 
-    def _unvec(self, value: Any, face_id: int) -> np.ndarray:
-        """An embedding as read from a row."""
+    def _unvec(self, value: Any, face_id: int, *, check: bool = True) -> np.ndarray:
+        """An embedding as read from a row; raises `DamagedEmbedding` if it is not sound.
+
+        With *check* False only its form is checked (size, checksum), not its values:
+        the caller checks many at once (`_decode`).
+        """
         raise NotImplementedError
 
     def _upsert_sightings(self, con: Any, rows: Sequence[Sighting]) -> int:
@@ -357,7 +455,23 @@ class Store:
     @property
     def generation(self) -> int:
         """Counter bumped by every committed change to the gallery."""
-        return int(self._read("SELECT value FROM meta WHERE key = 'generation'")[0][0])
+        rows = self._read("SELECT value FROM meta WHERE key = 'generation'")
+        return self._meta_int(rows[0][0] if rows else None, "generation")
+
+    def _meta_int(self, value: object, key: str) -> int:
+        """A number from the meta table; a missing or garbled one is a damaged store."""
+        try:
+            return int(str(value)) if value is not None else int("missing")
+        except ValueError:
+            raise StoreError(
+                f"the face store {self.label} is damaged: its {key!r} record is "
+                f"{'missing' if value is None else 'garbled'}; restore a backup "
+                "('facerec restore --replace BACKUP') or move the store away to start a new one"
+            ) from None
+
+    def _con_generation(self, con: Any) -> int:
+        row = con.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return self._meta_int(row[0] if row else None, "generation")
 
     _PERSON_SQL = ("SELECT p.id, p.name, count(f.id), p.created FROM people p "
                    "LEFT JOIN faces f ON f.person_id = p.id ")
@@ -424,7 +538,7 @@ class Store:
     def gallery(self) -> Gallery:
         """Every embedding with its face and person ids, read in one consistent snapshot."""
         with self._snapshot() as con:
-            gen = int(con.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+            gen = self._con_generation(con)
             names = {int(i): n for i, n in con.execute("SELECT id, name FROM people").fetchall()}
             rows = con.execute("SELECT id, person_id, embedding FROM faces ORDER BY id").fetchall()
         return self._gallery(rows, names, gen)
@@ -438,7 +552,8 @@ class Store:
         """
         with self._snapshot() as con:
             meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
-            gen, since = int(meta["generation"]), int(meta.get("history_from", 0))
+            gen = self._meta_int(meta.get("generation"), "generation")
+            since = self._meta_int(meta.get("history_from", 0), "history_from")
             if generation < since or generation > gen:
                 return None
             names = {int(i): n for i, n in con.execute(
@@ -466,7 +581,8 @@ class Store:
         """
         with self._snapshot() as con:
             meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
-            gen, since = int(meta["generation"]), int(meta.get("history_from", 0))
+            gen = self._meta_int(meta.get("generation"), "generation")
+            since = self._meta_int(meta.get("history_from", 0), "history_from")
             sid = meta.get("store_id", "")
             full = sid != store_id or generation < since or generation > gen
             after = -1 if full else generation
@@ -500,21 +616,96 @@ class Store:
                          {r[0]: (r[3], r[5]) for r in rows if r[3] or r[5]})
 
     def _face_rows(self, con: Any, after: int) -> list[tuple[int, int, np.ndarray, str, float, str]]:
-        return [(int(i), int(p), self._unvec(e, int(i)), s, float(c), b) for i, p, e, s, c, b in
-                con.execute("SELECT id, person_id, embedding, source, created, embedder FROM faces "
-                            "WHERE changed > ? ORDER BY id", (after,)).fetchall()]
+        rows = con.execute("SELECT id, person_id, embedding, source, created, embedder FROM faces "
+                           "WHERE changed > ? ORDER BY id", (after,)).fetchall()
+        keep, vecs = self._decode([(r[0], r[1], r[2]) for r in rows])
+        return [(int(rows[k][0]), int(rows[k][1]), vecs[j], rows[k][3], float(rows[k][4]), rows[k][5])
+                for j, k in enumerate(keep)]
 
     def _gallery(self, rows: list[tuple], names: dict[int, str], gen: int) -> Gallery:  # type: ignore[type-arg]
-        n = len(rows)
-        face_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
-        person_ids = np.fromiter((r[1] for r in rows), dtype=np.int64, count=n)
-        emb = np.empty((n, EMBEDDING_DIM), dtype=np.float32)
-        for k, r in enumerate(rows):
-            emb[k] = self._unvec(r[2], int(r[0]))
+        keep, emb = self._decode(rows, names)
+        face_ids = np.fromiter((rows[k][0] for k in keep), dtype=np.int64, count=len(keep))
+        person_ids = np.fromiter((rows[k][1] for k in keep), dtype=np.int64, count=len(keep))
         return Gallery(face_ids, person_ids, emb, names, gen)
 
-    def _malformed(self, face_id: int) -> StoreError:
-        return StoreError(f"the face store {self.label} holds a malformed embedding (face {face_id})")
+    def _decode(self, rows: Sequence[tuple], names: dict[int, str] | None = None  # type: ignore[type-arg]
+                ) -> tuple[list[int], np.ndarray]:
+        """The sound embeddings of (face id, person id, stored embedding) rows.
+
+        Returns the positions of the rows kept and their vectors. A damaged embedding
+        (wrong size, failed checksum, not finite, not of unit length) is quarantined:
+        never searched or copied, and a warning names its person, so one flipped bit
+        cannot make a person match everyone while their other faces still count.
+        """
+        emb = np.empty((len(rows), EMBEDDING_DIM), dtype=np.float32)
+        keep: list[int] = []
+        bad: list[tuple[int, int, str]] = []
+        for k, r in enumerate(rows):
+            try:
+                emb[len(keep)] = self._unvec(r[2], int(r[0]), check=False)
+            except DamagedEmbedding as exc:
+                bad.append((int(r[0]), int(r[1]), exc.reason))
+                continue
+            keep.append(k)
+        emb = emb[:len(keep)]
+        sound = sound_rows(emb)  # the values: one pass over all rows
+        if not sound.all():
+            for k in np.flatnonzero(~sound).tolist():
+                r = rows[keep[k]]
+                bad.append((int(r[0]), int(r[1]), self._sound_reason(emb[k]) or "not sound"))
+            keep = [k for k, ok in zip(keep, sound.tolist()) if ok]
+            emb = emb[sound]
+        if bad:
+            self._warn_damaged(sorted(bad), names)
+        return keep, emb
+
+    def _warn_damaged(self, bad: Sequence[tuple[int, int, str]], names: dict[int, str] | None) -> None:
+        by_person: dict[int, list[tuple[int, str]]] = {}
+        for fid, pid, why in bad:
+            by_person.setdefault(pid, []).append((fid, why))
+        for pid, faces in by_person.items():
+            name = (names or {}).get(pid)
+            if name is None:
+                found = self.person_by_id(pid)
+                name = found.name if found is not None else f"person {pid}"
+            log.warning("face store %s: %d damaged face(s) of %r quarantined, not used for "
+                        "recognition (face %s); %s", self.label, len(faces), name,
+                        ", ".join(f"{f}: {w}" for f, w in faces), DAMAGED_ADVICE)
+
+    def damaged_faces(self) -> list[tuple[int, int, str]]:
+        """(face id, person id, what is wrong) of every stored embedding that fails its checks."""
+        out = []
+        for fid, pid, emb in self._read("SELECT id, person_id, embedding FROM faces ORDER BY id"):
+            if self._stored_elsewhere(emb):
+                continue
+            try:
+                self._unvec(emb, int(fid))
+            except DamagedEmbedding as exc:
+                out.append((int(fid), int(pid), exc.reason))
+        return out
+
+    @staticmethod
+    def _stored_elsewhere(value: Any) -> bool:
+        """Whether a row's vector lives outside the row (a mirror's vector file)."""
+        return False
+
+    def _malformed(self, face_id: int, reason: str = "malformed") -> DamagedEmbedding:
+        return DamagedEmbedding(self.label, face_id, reason)
+
+    @staticmethod
+    def _sound_reason(v: np.ndarray) -> str | None:
+        """What is wrong with *v* as a stored embedding (a finite unit vector), or None."""
+        if not np.all(np.isfinite(v)):
+            return "not finite"
+        norm = float(np.sqrt(np.dot(v.astype(np.float64), v.astype(np.float64))))
+        return None if abs(norm - 1.0) <= UNIT_TOLERANCE else f"length {norm:.3g}, not 1"
+
+    def _sound(self, v: np.ndarray, face_id: int) -> np.ndarray:
+        """*v* if it is a finite unit vector (as every stored embedding is); else raise."""
+        reason = self._sound_reason(v)
+        if reason is not None:
+            raise self._malformed(face_id, reason)
+        return v
 
     # -- changes ----------------------------------------------------------------
     def _check_enroll(self) -> None:
@@ -557,17 +748,23 @@ class Store:
         return pid, ids
 
     def add_many(self, batches: Sequence[tuple[str, Sequence[NewFace]]]) -> dict[str, list[int]]:
-        """Add faces for several people in a single transaction (a folder import)."""
+        """Add faces for several people in a single transaction (a folder import).
+
+        Returns the ids of the faces added, by the name of the person they were added
+        to as stored: two folders whose names are the same person (they differ only in
+        case) count once.
+        """
         out: dict[str, list[int]] = {}
         prepared = [(normalize_name(n), [(f, self._vec(unit_embedding(f.embedding))) for f in fs])
                     for n, fs in batches if fs]
         self._check_enroll()
         with self._write() as (con, gen):
             for clean, faces in prepared:
-                row = con.execute("SELECT id FROM people WHERE key = ?",
+                row = con.execute("SELECT id, name FROM people WHERE key = ?",
                                   (name_key(clean),)).fetchone()
                 pid = int(row[0]) if row else self._new_person(con, clean, gen)
-                out.setdefault(clean, []).extend(self._insert_faces(con, pid, faces, gen))
+                out.setdefault(row[1] if row else clean, []).extend(
+                    self._insert_faces(con, pid, faces, gen))
         return out
 
     @staticmethod
@@ -725,13 +922,15 @@ class Store:
     def dump(self) -> GalleryDump:
         """Every person, face (with thumbnail) and log row, read in one snapshot."""
         with self._snapshot() as con:
-            gen = int(con.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+            gen = self._con_generation(con)
             people = [(int(i), n, float(c)) for i, n, c in con.execute(
                 "SELECT id, name, created FROM people ORDER BY id").fetchall()]
-            faces = [(int(i), int(p), self._unvec(e, int(i)), bytes(t) if t is not None else None,
-                      s, float(c), b) for i, p, e, t, s, c, b in con.execute(
+            rows = con.execute(
                 "SELECT id, person_id, embedding, thumbnail, source, created, embedder FROM faces "
-                "ORDER BY id").fetchall()]
+                "ORDER BY id").fetchall()
+            keep, vecs = self._decode(rows)
+            faces = [(int(i), int(p), vecs[j], bytes(t) if t is not None else None, s, float(c), b)
+                     for j, (i, p, _, t, s, c, b) in enumerate(rows[k] for k in keep)]
             logs = [self._sighting(r) for r in con.execute(
                 self._SIGHTING_SQL + "ORDER BY s.started, s.id").fetchall()]
         return GalleryDump(people, faces, logs, gen)
@@ -793,10 +992,11 @@ class Store:
         out: dict[int, set[bytes]] = {}
         for start in range(0, len(person_ids), 500):
             chunk = person_ids[start:start + 500]
-            for fid, pid, emb in con.execute(
-                    f"SELECT id, person_id, embedding FROM faces WHERE person_id IN "
-                    f"({','.join('?' * len(chunk))})", chunk).fetchall():
-                out.setdefault(int(pid), set()).add(embedding_digest(self._unvec(emb, int(fid))))
+            rows = con.execute(f"SELECT id, person_id, embedding FROM faces WHERE person_id IN "
+                               f"({','.join('?' * len(chunk))})", chunk).fetchall()
+            keep, vecs = self._decode(rows)
+            for j, k in enumerate(keep):
+                out.setdefault(int(rows[k][1]), set()).add(embedding_digest(vecs[j]))
         return out
 
 
@@ -850,28 +1050,98 @@ class SqliteStore(Store):
 
     # -- connection -------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        new = not self.path.exists()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if new:
-                # Create the file owner-only before SQLite writes anything into it.
-                fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
-                os.close(fd)
-            con = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                check_same_thread=False,
-            )
-            con.execute("PRAGMA foreign_keys = ON")
-            con.execute("PRAGMA secure_delete = ON")
-            self._enable_wal(con)
-            con.execute("PRAGMA synchronous = FULL")
-            self._migrate(con)
-            con.execute("SELECT count(*) FROM people").fetchone()
+            if not self.path.exists():
+                self._create()
+            elif self.path.is_file() and self.path.stat().st_size == 0:
+                # SQLite would take a 0-byte file for a new database and fill it: a store
+                # truncated by a crash or a full disk would silently become an empty one.
+                raise StoreError(
+                    f"the face store {self.path} is empty (0 bytes): it was damaged, not created "
+                    "by facerec; restore a backup ('facerec restore --replace BACKUP') or move it "
+                    "away to start a new store")
+            self.read_only = not writable(self.path)
+            if self.read_only:
+                con = self._open_read_only()
+            else:
+                con = sqlite3.connect(
+                    self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                    check_same_thread=False,
+                )
+                con.execute("PRAGMA foreign_keys = ON")
+                con.execute("PRAGMA secure_delete = ON")
+                self._check_ours(con)
+                self._enable_wal(con)
+                con.execute("PRAGMA synchronous = FULL")
+                self._migrate(con)
+            self._version = int(con.execute("PRAGMA user_version").fetchone()[0])
+            self._check_ours(con)
+            self._meta_int((con.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+                            or (None,))[0], "generation")
         except sqlite3.DatabaseError as exc:
             raise StoreError(self._explain(exc)) from None
         except OSError as exc:
             raise StoreError(f"cannot open the face store {self.path}: {exc.strerror or exc}") from None
         return con
+
+    def _create(self) -> None:
+        """Create a new store atomically: built in a temp file, then linked into place.
+
+        A store therefore never exists half made (a 0-byte file is damage, never "new"),
+        and of two processes creating it at once, the first link wins and the other
+        opens that one.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}-", suffix=".new", dir=self.path.parent)
+        os.close(fd)  # mkstemp makes it owner-only (0600)
+        tmp = Path(name)
+        try:
+            con = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                con.execute("PRAGMA journal_mode = WAL")
+                self._migrate(con)
+            finally:
+                con.close()  # checkpoints and removes its WAL
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                log.debug("face store %s was created meanwhile by another process", self.path)
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+                    raise
+                if not self.path.exists():  # a file system without hard links
+                    os.replace(tmp, self.path)
+        finally:
+            for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+                leftover.unlink(missing_ok=True)
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """Open a store in a folder (or a file) we may not write: read it, change nothing.
+
+        See `read_only_uri`.
+        """
+        con = sqlite3.connect(read_only_uri(self.path), uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
+                              isolation_level=None, check_same_thread=False)
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"the face store {self.path} was written by a newer facerec "
+                             f"(schema {version} > {SCHEMA_VERSION}); upgrade facerec")
+        if version < 2:
+            raise StoreError(f"the face store {self.path} needs an upgrade, and its folder is "
+                             "read-only: open it once where it can be written")
+        log.info("face store %s is read-only here: recognising only", self.path)
+        return con
+
+    def _check_ours(self, con: sqlite3.Connection) -> None:
+        """Refuse a SQLite file of another application (never add our tables beside its own)."""
+        tables = {r[0] for r in con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        ours = {"people", "faces", "meta"}
+        if (tables and version == 0) or (version and not ours <= tables):
+            shown = ", ".join(sorted(tables)[:5]) or "none"
+            raise StoreError(f"{self.path} is not a facerec face store (its tables: {shown}); "
+                             "choose another data folder (--data-dir) or move that file away")
 
     @staticmethod
     def _enable_wal(con: sqlite3.Connection) -> None:
@@ -898,6 +1168,17 @@ class SqliteStore(Store):
 
     def _explain(self, exc: sqlite3.Error) -> str:
         text = str(exc)
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        if code == sqlite3.SQLITE_FULL or "disk is full" in text or (
+                (code == sqlite3.SQLITE_IOERR or "disk I/O error" in text)
+                and disk_nearly_full(self.path.parent)):
+            # SQLite reports a write that found no space as SQLITE_FULL, but when the
+            # journal or WAL cannot grow it is often a bare "disk I/O error".
+            return (f"the disk holding the face store {self.path} is full: free some space "
+                    "and try again (the failed change was not saved)")
+        if code == sqlite3.SQLITE_READONLY or "readonly" in text:
+            return (f"the face store {self.path} is read-only here (its folder or file cannot "
+                    "be written): people can be recognised but not changed")
         if "locked" in text or "busy" in text:
             return (f"the face store {self.path} is in use by another facerec process; "
                     "try again when it has finished")
@@ -924,9 +1205,13 @@ class SqliteStore(Store):
                 )
             for step in range(version + 1, SCHEMA_VERSION + 1):
                 log.info("upgrading face store %s to schema %d", self.path, step)
-                for statement in _MIGRATIONS[step].split(";"):
-                    if statement.strip():
-                        con.execute(statement)
+                migration = _MIGRATIONS[step]
+                if callable(migration):
+                    migration(con)
+                else:
+                    for statement in migration.split(";"):
+                        if statement.strip():
+                            con.execute(statement)
                 con.execute(f"PRAGMA user_version = {step}")
             con.execute("COMMIT")
         except BaseException:
@@ -956,7 +1241,7 @@ class SqliteStore(Store):
         except sqlite3.OperationalError as exc:
             raise StoreBusyError(self._explain(exc)) from None
         try:
-            gen = int(con.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]) + 1
+            gen = self._con_generation(con) + 1
             yield con, gen
             if bump:
                 con.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(gen),))
@@ -988,13 +1273,24 @@ class SqliteStore(Store):
             raise StoreError(self._explain(exc)) from None
 
     def _vec(self, unit: np.ndarray) -> object:
-        return unit.astype("<f4").tobytes()
+        return _with_crc(np.asarray(unit, "<f4").tobytes())
 
-    def _unvec(self, value: Any, face_id: int) -> np.ndarray:
-        v = np.frombuffer(value, dtype="<f4")
-        if v.size != EMBEDDING_DIM:
-            raise self._malformed(face_id)
-        return v
+    def _unvec(self, value: Any, face_id: int, *, check: bool = True) -> np.ndarray:
+        raw = bytes(value)
+        if len(raw) == _BLOB_BYTES:
+            body = raw[:-4]
+            if zlib.crc32(body).to_bytes(4, "little") != raw[-4:]:
+                raise self._malformed(face_id, "fails its checksum")
+        elif len(raw) == EMBEDDING_DIM * 4 and getattr(self, "_version", SCHEMA_VERSION) < 3:
+            body = raw  # a store of schema 2 opened read-only (not upgraded): no checksums yet
+        else:
+            raise self._malformed(face_id, f"{len(raw)} bytes, not {_BLOB_BYTES}")
+        v = np.frombuffer(body, dtype="<f4")
+        return self._sound(v, face_id) if check else v
+
+    @staticmethod
+    def _stored_elsewhere(value: Any) -> bool:
+        return not value  # an empty embedding: in a mirror's vector file
 
     def _scrub(self) -> None:
         """Push deleted pages out of the WAL so no biometric bytes linger on disk."""
@@ -1091,14 +1387,15 @@ class SqliteStore(Store):
         empty = [k for k, r in enumerate(rows) if not r[2]]
         if not empty:
             return super()._gallery(rows, names, gen)
+        full = [k for k, r in enumerate(rows) if r[2]]
+        keep, vecs = self._decode([rows[k] for k in full], names)
+        rows = [rows[full[k]] for k in keep] + [rows[k] for k in empty]
         n = len(rows)
         face_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
         person_ids = np.fromiter((r[1] for r in rows), dtype=np.int64, count=n)
         emb = np.empty((n, EMBEDDING_DIM), dtype=np.float32)
-        for k, r in enumerate(rows):
-            if r[2]:
-                emb[k] = self._unvec(r[2], int(r[0]))
-        where = np.array(empty, np.int64)
+        emb[:len(keep)] = vecs
+        where = np.arange(len(keep), n, dtype=np.int64)
         vf = self._vector_file(self.mirror_meta().get("vectors"))
         found = vf.rows_of(face_ids[where]) if vf is not None else np.full(len(where), -1)
         if np.any(found < 0):
@@ -1109,7 +1406,8 @@ class SqliteStore(Store):
         keep = np.any(emb != 0, axis=1)
         if not keep.all():
             face_ids, person_ids, emb = face_ids[keep], person_ids[keep], emb[keep]
-        return Gallery(face_ids, person_ids, emb, names, gen)
+        order = np.argsort(face_ids, kind="stable")  # the index needs ids in order
+        return Gallery(face_ids[order], person_ids[order], emb[order], names, gen)
 
     def gallery(self) -> Gallery:
         """Every embedding with its face and person ids, read in one consistent snapshot."""
@@ -1190,7 +1488,7 @@ class SqliteStore(Store):
                       + (", embedding = excluded.embedding, source = excluded.source, "
                          "created = excluded.created, embedder = excluded.embedder" if delta.full else ""))
             # The shared store checked these vectors when they were written.
-            con.executemany(upsert, ((i, p, np.asarray(e, "<f4").tobytes(), s, c, gen, b)
+            con.executemany(upsert, ((i, p, self._vec(e), s, c, gen, b)
                                      for i, p, e, s, c, b in delta.faces))
             extra = []
             if bulk is not None:
@@ -1239,6 +1537,45 @@ class _StaleVectors(StoreError):
 
 #: The name the SQLite store had before there were other backends.
 FaceStore = SqliteStore
+
+
+def sound_rows(vecs: np.ndarray) -> np.ndarray:
+    """Which rows of *vecs* are finite unit vectors (as every stored embedding is)."""
+    v = np.asarray(vecs, np.float32).reshape(len(vecs), EMBEDDING_DIM)
+    with np.errstate(invalid="ignore", over="ignore"):
+        # A NaN or infinity anywhere makes the sum of squares NaN or infinite: no copy
+        # of the whole matrix is needed (float32 sums are exact enough for 1e-3).
+        squares = np.einsum("ij,ij->i", v, v)
+        ok: np.ndarray = np.isfinite(squares) & (np.abs(np.sqrt(squares) - 1) <= UNIT_TOLERANCE)
+    return ok
+
+
+def read_only_uri(path: Path) -> str:
+    """A URI that opens the SQLite store at *path* read-only, even in a read-only folder.
+
+    SQLite cannot open a WAL database read-only unless its ``-shm`` and ``-wal`` files
+    exist or can be created. In a folder we cannot write, where they do not exist, no
+    process has the store open (a writer keeps them while it does), so it is opened as
+    immutable: SQLite then needs neither. Where the folder is writable, never: a writer
+    could start meanwhile.
+    """
+    path = Path(path)
+    uri = path.absolute().as_uri() + "?mode=ro"
+    live = Path(f"{path}-wal").exists() and Path(f"{path}-shm").exists()
+    return uri if live or os.access(path.parent, os.W_OK) else uri + "&immutable=1"
+
+
+def writable(path: Path) -> bool:
+    """Whether this process may write the store at *path* (its folder and the file)."""
+    return os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+
+
+def disk_nearly_full(folder: Path) -> bool:
+    """Whether the file system holding *folder* has less than 1 MB free."""
+    try:
+        return shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
 
 
 def unit_embedding(vec: np.ndarray) -> np.ndarray:

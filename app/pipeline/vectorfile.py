@@ -86,7 +86,7 @@ class VectorWriter:
     def install(self) -> str:
         """Rename the finished file to its final name; return that name."""
         os.replace(self.part, self.final)
-        _fsync_dir(self.final.parent)
+        fsync_dir(self.final.parent)
         return self.name
 
     def discard(self) -> None:
@@ -144,8 +144,8 @@ class VectorFile:
         return len(rows)
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in *folder* durable."""
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in *folder* durable (where the platform allows)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:

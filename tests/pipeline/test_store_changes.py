@@ -69,7 +69,7 @@ def test_a_version_1_store_is_upgraded_in_place(data_dir: Path, rng: np.random.G
         assert store.changes_since(6) is None  # history before the upgrade is not kept
         assert store.changes_since(7).empty
     con = sqlite3.connect(db)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     con.close()
 
 
@@ -295,3 +295,40 @@ def test_a_mirror_fed_raw_rows_holds_what_the_store_holds(store: Store, tmp_path
         assert [p.name for p in mirror.people()] == ["Zed"]
         assert mirror.changes_since(gen) is None
     mirror.close()
+
+
+def test_a_damaged_embedding_is_quarantined_in_both_engines(store: Store, rng: np.random.Generator,
+                                                           tmp_path: Path) -> None:
+    """Issue 13 item 1: a vector that is not of unit length (a flipped exponent bit) is never searched."""
+    pid, (damaged, sound) = store.add_faces("Ada", faces(rng, 2))
+    with store._write(bump=False) as (con, _):
+        con.execute("UPDATE faces SET embedding = ? WHERE id = ?",
+                    (store._vec(3 * unit(rng.standard_normal(512))), damaged))
+    assert store.gallery().face_ids.tolist() == [sound]
+    assert [(f, p) for f, p, _ in store.damaged_faces()] == [(damaged, pid)]
+    assert [f[0] for f in store.dump().faces] == [sound]
+    assert store.people()[0].face_count == 2  # kept, for the user to see and remove
+    # A workstation's first copy of the gallery (in bulk, into a vector file) skips it too.
+    delta = store.rows_since(-1, "another store", bulk=(tmp_path, "copy"))
+    try:
+        assert delta.bulk.ids.tolist() == [sound]
+    finally:
+        delta.bulk.writer.discard()
+
+
+def test_a_shared_gallery_of_schema_2_gets_the_new_name_keys(pg_url: str, rng: np.random.Generator) -> None:
+    """Issue 13 item 4 in PostgreSQL: keys made by case folding ("strasse") are recomputed."""
+    from app.pipeline.pgstore import PostgresStore
+
+    with PostgresStore(pg_url) as store:
+        store.add_faces("Straße", faces(rng, 1))
+        store.add_faces("Émile", faces(rng, 1))
+        # As schema 2 stored them: case-folded keys.
+        store._conn.execute("UPDATE people SET key = 'strasse' WHERE name = 'Straße'")
+        store._conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
+    with PostgresStore(pg_url) as store:
+        assert store.person("STRASSE") is None and store.person("STRAßE").name == "Straße"
+        store.add_faces("STRASSE", faces(rng, 1))  # another family
+        assert sorted((p.name, p.face_count) for p in store.people()) == [
+            ("STRASSE", 1), ("Straße", 1), ("Émile", 1)]
+        assert store._read("SELECT value FROM meta WHERE key = 'schema'") == [("3",)]
