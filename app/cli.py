@@ -346,19 +346,20 @@ def _print_faces(label: str, faces: Sequence) -> None:  # type: ignore[type-arg]
 def cmd_watch(args: argparse.Namespace) -> int:
     """Run recognition on a camera, video file or stream."""
     from app.pipeline.shared import describe_offline
-    from app.pipeline.sources import LatestFrameGrabber, ReadAhead, VideoSource
-    from app.pipeline.stream import Processed, run_stream
+    from app.pipeline.sources import VideoSource
+    from app.pipeline.stream import GalleryFollower, Processed, Stream
 
     settings = Settings.load(args.paths.settings)
+    # Opened before the models load: a source that does not open fails fast.
     source = VideoSource(args.source, settings.camera_width, settings.camera_height)
     names: Counter[str] = Counter()
     frames = faces = unknown = 0
     t0 = time.perf_counter()
     interrupted = False
-    offline: float | None = None
     journal = None
     logged: set[str] = set()
     flushed_at = time.monotonic()
+    stream: Stream | None = None
 
     def report(p: Processed) -> None:
         nonlocal frames, faces, unknown
@@ -376,38 +377,37 @@ def cmd_watch(args: argparse.Namespace) -> int:
             else:
                 names[f.name] += 1
 
-    def housekeeping() -> None:
-        # Follow changes to the gallery made elsewhere (another process, another
-        # workstation), say when a shared gallery goes away or comes back, write the log.
-        nonlocal offline, flushed_at
-        rec.refresh()
-        since = rec.store.offline_since
-        if since != offline:
-            _note(f"note: {describe_offline(since)}; recognising from the local copy, "
-                  f"log rows are queued (frame {frames})" if since is not None
-                  else f"note: shared gallery back online (frame {frames})")
-            offline = since
+    def offline(since: float | None) -> None:
+        _note(f"note: {describe_offline(since)}; recognising from the local copy, "
+              f"log rows are queued (frame {frames})" if since is not None
+              else f"note: shared gallery back online (frame {frames})")
+
+    def write_log() -> None:
+        nonlocal flushed_at
         if journal is not None and time.monotonic() - flushed_at > LOG_FLUSH_S:
             logged.update(r.id for r in journal.flush(rec.store))
             flushed_at = time.monotonic()
 
-    # Decoding runs on a thread of its own (a file is read a few frames ahead), from now
-    # on: the first frames are decoded while the models load.
-    reader = LatestFrameGrabber(source) if source.is_live else ReadAhead(source)
     try:
         with _open_recognizer(args) as rec:
             journal = _watch_log(rec, settings, source, lambda: frames) if args.log else None
+            # Between frames, follow what other processes (another window, the CLI, another
+            # workstation) change in the gallery, as the window does: a person removed
+            # meanwhile is no longer named, a renamed one is named anew.
+            follower = GalleryFollower(rec, WATCH_REFRESH_S, on_offline=offline)
+            stream = Stream(rec, source, report, follower=follower, housekeeping=write_log)
             try:
-                run_stream(rec, reader, report, max_frames=args.max_frames,
-                           housekeeping=housekeeping, every_s=WATCH_REFRESH_S)
+                stream.run(args.max_frames)
             except KeyboardInterrupt:
                 interrupted = True
             finally:
+                stream.close()
                 if journal is not None:
                     logged.update(r.id for r in journal.flush(rec.store))
                     _note(f"recognition log: {len(logged)} appearance(s) written")
     finally:
-        reader.close()
+        if stream is None:  # never taken over by a stream's reader thread, which releases it
+            source.close()
     # Closing a shared store sends what it can; what is left waits in the local queue.
     queued = getattr(rec.store, "left_queued", 0)
     dt = time.perf_counter() - t0
