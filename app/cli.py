@@ -95,7 +95,7 @@ def _require_enroll(store) -> None:  # noqa: ANN001
 def _person_name(text: str) -> str:
     """A person's name from the command line; an empty or invalid one is a usage error."""
     from app.pipeline.errors import PersonError
-    from app.pipeline.store import normalize_name
+    from app.pipeline.types import normalize_name
 
     try:
         return normalize_name(text)
@@ -121,6 +121,7 @@ def _screen(labels: Sequence[str], flags: Sequence, force: bool, target: str) ->
 def cmd_enroll(args: argparse.Namespace) -> int:
     """Add the largest face of each image to a person, after the same-person checks."""
     from app.pipeline.imageio import display_name
+    from app.pipeline.types import PHOTO
 
     name = _person_name(args.name)
     with _open_recognizer(args) as rec:
@@ -128,7 +129,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         faces, labels, failed = [], [], 0
         for path in args.images:
             try:
-                faces.append(rec.enroll_file(path, check_quality=True).face)
+                faces.append(rec.prepare_file(path, PHOTO).face)
                 labels.append(display_name(path))
             except (ImageError, NoFaceError) as exc:
                 _err(str(exc))
@@ -156,6 +157,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from app.pipeline.imageio import display_name, person_folders
+    from app.pipeline.types import PHOTO
 
     root = Path(args.dir)
     found = person_folders(root)
@@ -173,7 +175,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         _require_enroll(rec.store)
         for name, f in tqdm(jobs, desc="importing", unit="photo", disable=None, file=sys.stderr):
             try:
-                batches.setdefault(name, []).append(rec.enroll_file(f, check_quality=True).face)
+                batches.setdefault(name, []).append(rec.prepare_file(f, PHOTO).face)
                 labels.setdefault(name, []).append(display_name(f))
             except (ImageError, NoFaceError) as exc:
                 skipped.append(str(exc))
@@ -807,7 +809,8 @@ def cmd_self_test(args: argparse.Namespace) -> int:
     from app.pipeline.imageio import load_image
     from app.pipeline.models import DETECTOR, EMBEDDER, EMBEDDING_MEAN, models_dir, verified_model
     from app.pipeline.recognizer import largest_face_embedding
-    from app.pipeline.store import FaceStore, NewFace
+    from app.pipeline.store import FaceStore
+    from app.pipeline.types import NewFace
 
     failures = 0
 

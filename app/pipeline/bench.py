@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from app.pipeline.index import CANDIDATES, FaceIndex, ef_search
-from app.pipeline.store import EMBEDDING_DIM, Gallery
+from app.pipeline.types import EMBEDDING_DIM, Gallery
 
 #: Photos of five different people (shared test set), for the synthetic scenes.
 SCENE_PHOTOS = ("img1.jpg", "img13.jpg", "img20.jpg", "img16.jpg", "img3.jpg")
@@ -470,7 +470,7 @@ def run(photos_dir: Path, sizes: Sequence[int], quick: bool = False,
             portraits = face_portraits(photos_dir, rec.detector, 5)
             # Enroll three of the five so search has a gallery and names are decided.
             for p, name in zip(portraits[:3], ("A", "B", "C")):
-                rec.enroll(name, [rec.enroll_face(p).face])
+                rec.enroll(name, [rec.prepare_image(p).face])
             progress("embedding threads")
             crop = align_face(portraits[0], rec.detector.detect(portraits[0])[0])
             results["embed_threads"] = bench_threads(

@@ -28,7 +28,7 @@ import numpy as np
 
 from app.pipeline.index import FaceIndex
 from app.pipeline.index import person_score as index_person_score
-from app.pipeline.store import EMBEDDING_DIM
+from app.pipeline.types import EMBEDDING_DIM
 
 #: Two faces at least this similar are taken for the same person. Measured on every
 #: pair of the shared photos whose identity is known (master.csv's 9 people and the

@@ -48,17 +48,8 @@ from app.pipeline.index import (
     Match,
     faces_per_decision,
 )
-from app.pipeline.store import (
-    EMBEDDING_DIM,
-    SCHEMA_VERSION,
-    BulkFaces,
-    Gallery,
-    GalleryDump,
-    Sighting,
-    Store,
-    name_key,
-    unit_embedding,
-)
+from app.pipeline.store import SCHEMA_VERSION, BulkFaces, GalleryDump, Store, name_key, unit_embedding
+from app.pipeline.types import EMBEDDING_DIM, Gallery, Sighting
 
 log = logging.getLogger(__name__)
 

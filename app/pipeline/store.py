@@ -36,12 +36,21 @@ from typing import Any
 import numpy as np
 
 from app.pipeline.errors import PersonError, StoreBusyError, StoreError
+from app.pipeline.types import (  # noqa: F401 - re-exported: the store's own types
+    EMBEDDING_DIM,
+    MAX_NAME_LENGTH,
+    FaceInfo,
+    Gallery,
+    GalleryDelta,
+    NewFace,
+    Person,
+    Sighting,
+    normalize_name,
+)
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
-EMBEDDING_DIM = 512
-MAX_NAME_LENGTH = 64
 #: How long a write waits for another process to finish its own (FACEREC_LOCK_TIMEOUT_MS).
 BUSY_TIMEOUT_MS = int(os.environ.get("FACEREC_LOCK_TIMEOUT_MS", "5000"))
 
@@ -105,135 +114,9 @@ INSERT OR REPLACE INTO meta(key, value)
 _MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 
 
-@dataclass(frozen=True)
-class Person:
-    """One enrolled person."""
-
-    id: int
-    name: str
-    face_count: int
-    created: float
-
-
-@dataclass(frozen=True)
-class NewFace:
-    """A face to add: its embedding, a small JPEG thumbnail and where it came from.
-
-    ``embedder`` names the pipeline that made the embedding (model and crop), so faces
-    made by an older pipeline can be found and re-enrolled.
-    """
-
-    embedding: np.ndarray
-    thumbnail: bytes | None = None
-    source: str = ""
-    embedder: str = ""
-
-
-@dataclass(frozen=True)
-class FaceInfo:
-    """One stored face, without its embedding (for lists and management)."""
-
-    id: int
-    person_id: int
-    thumbnail: bytes | None
-    source: str
-    created: float
-    embedder: str
-
-
-@dataclass(frozen=True)
-class Sighting:
-    """One row of the recognition log: an appearance of a person, or a stranger's track.
-
-    Attributes
-    ----------
-    id : str
-        Chosen by the writer (a UUID); writing the same row again updates it, so a log
-        that is flushed repeatedly, or replayed after a failure, never duplicates rows.
-    person_id : int or None
-        Who was seen; None for a stranger.
-    started, last_seen : float
-        Wall-clock times (seconds since the epoch) of the first and last sighting.
-    frames : int
-        Frames in which the face was seen.
-    similarity : float
-        The best score of the appearance.
-    source : str
-        The camera or file.
-    track : int or None
-        The tracker's id for the face, if any.
-    station : str
-        The workstation that saw it.
-    name : str or None
-        The person's *current* name when read back (None for a stranger); ignored when
-        writing.
-    """
-
-    id: str
-    person_id: int | None
-    started: float
-    last_seen: float
-    frames: int
-    similarity: float
-    source: str = ""
-    track: int | None = None
-    station: str = ""
-    name: str | None = None
-
-
-@dataclass(frozen=True)
-class Gallery:
-    """A snapshot of every stored embedding, for building the search index."""
-
-    face_ids: np.ndarray  # (n,) int64
-    person_ids: np.ndarray  # (n,) int64
-    embeddings: np.ndarray  # (n, EMBEDDING_DIM) float32, L2-normalised
-    names: dict[int, str]  # person id -> name
-    generation: int
-
-
-@dataclass(frozen=True)
-class GalleryDelta:
-    """What changed in the gallery after a given generation, up to `generation`.
-
-    ``faces`` holds every face added *or moved to another person* since then (with its
-    current person); a cache upserts them, drops ``removed_faces``, renames the people
-    in ``faces.names`` and forgets ``removed_people``.
-    """
-
-    faces: Gallery
-    removed_faces: np.ndarray  # (k,) int64
-    removed_people: list[int]
-    generation: int
-
-    @property
-    def empty(self) -> bool:
-        """True if nothing changed."""
-        return (not self.faces.face_ids.size and not self.removed_faces.size
-                and not self.removed_people and not self.faces.names)
-
-
 def name_key(name: str) -> str:
     """The lookup key of a (normalised) name: case-folded, so "Émile" finds "émile"."""
     return unicodedata.normalize("NFC", name.casefold())
-
-
-def normalize_name(name: str) -> str:
-    """Validate and canonicalise a person's name.
-
-    Raises
-    ------
-    PersonError
-        If the name is empty, too long or contains control characters.
-    """
-    clean = unicodedata.normalize("NFC", " ".join(str(name).split()))
-    if not clean:
-        raise PersonError("a name cannot be empty")
-    if len(clean) > MAX_NAME_LENGTH:
-        raise PersonError(f"a name can have at most {MAX_NAME_LENGTH} characters")
-    if any(unicodedata.category(c).startswith("C") for c in clean):
-        raise PersonError("a name cannot contain control characters")
-    return clean
 
 
 @dataclass(frozen=True)

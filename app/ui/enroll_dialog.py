@@ -57,15 +57,15 @@ from PySide6.QtWidgets import (
 
 from app.pipeline.errors import PersonError
 from app.pipeline.imageio import IMAGE_SUFFIXES, display_name
-from app.pipeline.store import normalize_name
+from app.pipeline.types import PHOTO_OF_ONE, SNAPSHOT, normalize_name
 from app.ui.screen import fit_to_screen
 from app.ui.video_view import rgb_to_qimage
 from app.ui.widgets import button
 
 if TYPE_CHECKING:
     from app.pipeline.consistency import Flag
-    from app.pipeline.recognizer import EnrollFace, Recognizer
-    from app.pipeline.store import NewFace, Person
+    from app.pipeline.recognizer import PreparedFace, Recognizer
+    from app.pipeline.types import NewFace, Person
     from app.ui.worker import PipelineWorker, Reply
 
 log = logging.getLogger(__name__)
@@ -140,36 +140,6 @@ def flagged_icon(pixmap: QPixmap, kept: bool = False) -> QIcon:
                int(Qt.AlignmentFlag.AlignCenter), "!")
     p.end()
     return QIcon(out)
-
-
-def check_file(rec: Recognizer, path: str) -> EnrollFace:
-    """Prepare the face of a photo file for enrollment (worker thread).
-
-    Group photos are refused: enrolling "the largest face" of a photo of several people
-    risks storing the wrong person under this name.
-
-    Raises
-    ------
-    ImageError, NoFaceError
-        With a reason that starts with the file name.
-    """
-    from app.pipeline.errors import ImageError, NoFaceError
-    from app.pipeline.imageio import load_image
-
-    name = display_name(Path(path).name)
-    try:
-        rgb = load_image(path)
-    except ImageError as exc:
-        # The pipeline names the full path; the dialog lists file names.
-        msg = str(exc)
-        full = display_name(path)
-        raise ImageError(name + msg[len(full):] if msg.startswith(full) else msg) from None
-    try:
-        return rec.enroll_face(rgb, source=name, require_single=True, check_quality=True)
-    except NoFaceError as exc:
-        reason = str(exc).replace("in view", "in the photo").replace(": come closer", "")
-        reason = reason.replace(": hold still", "")
-        raise NoFaceError(f"{name}: {reason}") from None
 
 
 class EnrollDialog(QDialog):
@@ -453,7 +423,10 @@ class EnrollDialog(QDialog):
         self.status.setStyleSheet(HINT_STYLE)
         for path in fresh:
             self._queue_check(
-                lambda rec, reply, path=path: check_file(rec, path),
+                # Group photos are refused: "the largest face" of a photo of several
+                # people risks storing the wrong person under this name.
+                lambda rec, reply, path=path: rec.prepare_file(
+                    path, PHOTO_OF_ONE, label=display_name(Path(path).name)),
                 key=path, label=display_name(Path(path).name), is_file=True)
         self._update_state()
 
@@ -475,8 +448,7 @@ class EnrollDialog(QDialog):
         n = self._snapshots
         frame = frame.copy()
         self._queue_check(
-            lambda rec, reply: rec.enroll_face(frame, source="camera", require_single=True,
-                                               check_quality=True),
+            lambda rec, reply: rec.prepare_image(frame, "camera", SNAPSHOT),
             key=f"camera-{n}", label=f"Snapshot {n}", is_file=False)
         self._update_state()
 
@@ -485,7 +457,7 @@ class EnrollDialog(QDialog):
 
         # The callbacks are plain functions, not slots of this dialog, so Qt does not
         # disconnect them when the dialog is deleted: they check `_closed` first.
-        def done(result: EnrollFace) -> None:
+        def done(result: PreparedFace) -> None:
             if self._closed:
                 return
             self._finish_check(holder[0], is_file)

@@ -38,7 +38,7 @@ from app import __version__
 from app.config import Paths, Settings
 from app.pipeline.errors import PersonError
 from app.pipeline.sources import SourceSpec
-from app.pipeline.store import normalize_name
+from app.pipeline.types import normalize_name
 from app.ui.corrections import Outcome, correction_job
 from app.ui.enroll_dialog import EnrollDialog
 from app.ui.guide import GuideDialog
@@ -54,8 +54,7 @@ if TYPE_CHECKING:
 
     from app.pipeline.consistency import Flag
     from app.pipeline.outdated import Outdated
-    from app.pipeline.store import Person, Sighting
-    from app.pipeline.types import FaceResult, FrameResult
+    from app.pipeline.types import FaceResult, FrameResult, Person, Sighting
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +203,7 @@ class MainWindow(QMainWindow):
         self.guide_action = self._action("User guide", sp.SP_DialogHelpButton,
                                          QKeySequence.StandardKey.HelpContents, self.open_guide)
         self.export_action = self._action("Export recognition log…", sp.SP_DialogSaveButton,
-                                          None, lambda: self.log_panel._on_export_clicked())
+                                          None, self.log_panel.ask_and_export)
         self.quit_action = self._action("Quit", None, QKeySequence.StandardKey.Quit, self.close)
         self.search_cameras_action = self._action("Search for cameras", sp.SP_BrowserReload,
                                                   None, lambda: self.worker.find_cameras())

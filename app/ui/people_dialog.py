@@ -44,15 +44,15 @@ from PySide6.QtWidgets import (
 from app.pipeline.consistency import OUTDATED
 from app.pipeline.errors import PersonError
 from app.pipeline.outdated import Outdated
-from app.pipeline.store import normalize_name
+from app.pipeline.types import normalize_name
 from app.ui.enroll_dialog import flagged_icon, local_files, thumbnail_grid
 from app.ui.screen import fit_to_screen
 from app.ui.widgets import button, confirm
 
 if TYPE_CHECKING:
     from app.pipeline.consistency import Flag
-    from app.pipeline.recognizer import Recognizer
-    from app.pipeline.store import FaceInfo, Person
+    from app.pipeline.recognizer import PersonFaces, Recognizer
+    from app.pipeline.types import FaceInfo, Person, PersonThumbnail
     from app.ui.worker import PipelineWorker, Reply
 
 log = logging.getLogger(__name__)
@@ -73,9 +73,9 @@ SORTS: dict[str, tuple[Callable[[Person], object], bool]] = {
 }
 
 
-def _load_people(rec: Recognizer, reply: Reply) -> tuple[list[tuple[Person, bytes | None]], Outdated]:
+def _load_people(rec: Recognizer, reply: Reply) -> tuple[list[PersonThumbnail], Outdated]:
     """Everyone with their first thumbnail, and the faces an older version made (worker thread)."""
-    return [(p, rec.store.thumbnail(p.id)) for p in rec.people()], rec.outdated()
+    return rec.people_with_thumbnails(), rec.outdated()
 
 
 def _faces_text(n: int) -> str:
@@ -295,12 +295,12 @@ class PeopleDialog(QDialog):
             self._show_faces(None, [], {})
             return
 
-        def job(rec: Recognizer, reply: Reply) -> tuple[list[FaceInfo], dict[int, Flag]]:
-            return rec.faces_of(name), rec.audit(name)
+        def job(rec: Recognizer, reply: Reply) -> PersonFaces:
+            return rec.person_faces(name)
 
-        def done(result: tuple[list[FaceInfo], dict[int, Flag]]) -> None:
+        def done(result: PersonFaces) -> None:
             if not self._closed and seq == self._faces_seq:
-                self._show_faces(name, *result)
+                self._show_faces(name, result.faces, result.flags)
 
         def failed(message: str) -> None:
             if not self._closed and seq == self._faces_seq:

@@ -38,7 +38,7 @@ from app.ui.widgets import confirm
 
 if TYPE_CHECKING:
     from app.pipeline.recognizer import Recognizer
-    from app.pipeline.store import Sighting
+    from app.pipeline.types import Sighting
     from app.ui.worker import PipelineWorker, Reply
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ class RecognitionLogPanel(QWidget):
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         header.setMinimumSectionSize(24)
         self.export_button = QPushButton("Export CSV…")
-        self.export_button.clicked.connect(self._on_export_clicked)
+        self.export_button.clicked.connect(self.ask_and_export)
         self.clear_button = QPushButton("Clear…")
         self.clear_button.clicked.connect(self._on_clear_clicked)
         self.summary = ElidedLabel("Nobody seen yet")
@@ -269,7 +269,8 @@ class RecognitionLogPanel(QWidget):
             "CSV files (*.csv)")
         return path
 
-    def _on_export_clicked(self) -> None:
+    def ask_and_export(self) -> None:
+        """Ask where to save the log, then `export_csv` there (the menu's and the button's action)."""
         path = self._ask_csv_path()
         if path:
             self.export_csv(path)

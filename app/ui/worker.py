@@ -49,8 +49,7 @@ from app.pipeline.tracking import FaceTracker
 if TYPE_CHECKING:
     from app.pipeline.recognizer import Recognizer
     from app.pipeline.stream import GalleryFollower, Processed, Stream
-    from app.pipeline.store import Sighting
-    from app.pipeline.types import FrameResult
+    from app.pipeline.types import FrameResult, Sighting
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from tests.pipeline.test_tracking import frames_of, small_face_scene
 @pytest.fixture(scope="module")
 def rec(tmp_path_factory: pytest.TempPathFactory) -> Recognizer:
     r = Recognizer.open(Paths(tmp_path_factory.mktemp("data")), Settings())
-    r.enroll("Obama", [r.enroll_file(FR / "obama.jpg").face])
-    r.enroll("Biden", [r.enroll_file(FR / "biden.jpg").face])
-    r.enroll("Jolie", [r.enroll_file(DEEPFACE / "img1.jpg").face])
+    r.enroll("Obama", [r.prepare_file(FR / "obama.jpg").face])
+    r.enroll("Biden", [r.prepare_file(FR / "biden.jpg").face])
+    r.enroll("Jolie", [r.prepare_file(DEEPFACE / "img1.jpg").face])
     yield r
     r.close()
 
@@ -111,8 +111,8 @@ def test_a_stream_follows_removals_and_renames_made_elsewhere(data_dir: Path, fa
     paths = Paths(data_dir)
     names: list[set[str | None]] = []
     with Recognizer.open(paths) as rec, Recognizer.open(paths) as other:
-        rec.enroll("Obama", [rec.enroll_file(FR / "obama.jpg").face])
-        rec.enroll("Biden", [rec.enroll_file(FR / "biden.jpg").face])
+        rec.enroll("Obama", [rec.prepare_file(FR / "obama.jpg").face])
+        rec.enroll("Biden", [rec.prepare_file(FR / "biden.jpg").face])
 
         def on_result(p: Processed) -> None:
             names.append({f.name for f in p.result.faces})
