@@ -810,7 +810,7 @@ def cmd_self_test(args: argparse.Namespace) -> int:
     from app.pipeline.models import DETECTOR, EMBEDDER, EMBEDDING_MEAN, models_dir, verified_model
     from app.pipeline.recognizer import largest_face_embedding
     from app.pipeline.store import FaceStore
-    from app.pipeline.types import NewFace
+    from app.pipeline.types import EMBEDDING_DIM, NewFace
 
     failures = 0
 
@@ -847,7 +847,7 @@ def cmd_self_test(args: argparse.Namespace) -> int:
     if embedder is not None:
         def synthetic_embedding() -> None:
             v = embedder.embed(frame[:CROP_SIZE, :CROP_SIZE])
-            if v.shape != (1, 512) or not np.isfinite(v).all() or abs(np.linalg.norm(v) - 1) > 1e-3:
+            if v.shape != (1, EMBEDDING_DIM) or not np.isfinite(v).all() or abs(np.linalg.norm(v) - 1) > 1e-3:
                 raise RuntimeError(f"bad embedding: shape {v.shape}")
         check("embedding runs on a synthetic 160x160 crop", synthetic_embedding)
     if args.image and detector is not None and embedder is not None:
@@ -858,7 +858,7 @@ def cmd_self_test(args: argparse.Namespace) -> int:
 
     def store_round_trip() -> None:
         with tempfile.TemporaryDirectory() as tmp, FaceStore(Path(tmp) / "faces.db") as store:
-            store.add_faces("Self Test", [NewFace(rng.standard_normal(512).astype(np.float32))])
+            store.add_faces("Self Test", [NewFace(rng.standard_normal(EMBEDDING_DIM).astype(np.float32))])
             if [p.name for p in store.people()] != ["Self Test"]:
                 raise RuntimeError("store did not read back what was written")
     check("store opens, writes and reads in a temp dir", store_round_trip)

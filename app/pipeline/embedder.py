@@ -138,7 +138,7 @@ class FaceEmbedder:
         Returns
         -------
         ndarray
-            (N, 512) float32, each row of unit length: the network's embedding minus
+            (N, EMBEDDING_DIM) float32, each row of unit length: the network's embedding minus
             the mean embedding, normalised (unless built with ``centred=False``).
         """
         faces = np.asarray(faces)

@@ -273,7 +273,7 @@ class Recognizer:
                          ) -> tuple[list[np.ndarray], np.ndarray]:
         """Aligned crops and their embeddings for the given detections."""
         crops, _ = self._crops(rgb, dets)
-        emb = self.embedder.embed(np.stack(crops)) if crops else np.empty((0, 512), np.float32)
+        emb = self.embedder.embed(np.stack(crops)) if crops else np.empty((0, EMBEDDING_DIM), np.float32)
         return crops, emb
 
     def identify(self, embeddings: np.ndarray) -> list[Decision]:

@@ -58,6 +58,8 @@ from PySide6.QtWidgets import (
 from app.pipeline.errors import PersonError
 from app.pipeline.imageio import IMAGE_SUFFIXES, display_name
 from app.pipeline.types import PHOTO_OF_ONE, SNAPSHOT, normalize_name
+from app.ui import palette
+from app.ui.palette import ERROR_STYLE, HINT_STYLE, OK_STYLE
 from app.ui.screen import fit_to_screen
 from app.ui.video_view import rgb_to_qimage
 from app.ui.widgets import button
@@ -71,10 +73,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 THUMB = 96
-ERROR_STYLE = "color: #dc2626;"
-OK_STYLE = "color: #16a34a;"
-HINT_STYLE = "color: #6b7280;"
-WARN_COLOR = QColor("#f59e0b")
+WARN_COLOR = QColor(palette.FLAG)
 #: Milliseconds the same-person check waits for more changes (typing a name) before it runs.
 RECHECK_DELAY_MS = 250
 
@@ -129,8 +128,8 @@ def flagged_icon(pixmap: QPixmap, kept: bool = False) -> QIcon:
     x0, y0 = out.width() - size - 3, 3
     triangle = QPolygonF([QPointF(x0 + size / 2, y0), QPointF(x0 + size, y0 + size),
                           QPointF(x0, y0 + size)])
-    p.setPen(QPen(QColor("#1f2937"), 1.5))
-    p.setBrush(QBrush(WARN_COLOR if not kept else QColor("#9ca3af")))
+    p.setPen(QPen(QColor(palette.FLAG_OUTLINE), 1.5))
+    p.setBrush(QBrush(WARN_COLOR if not kept else QColor(palette.FLAG_KEPT)))
     p.drawPolygon(triangle)
     font = p.font()
     font.setBold(True)
@@ -243,8 +242,9 @@ class EnrollDialog(QDialog):
         # The same-person warning of the selected (or first) flagged face.
         self.flag_box = QFrame()
         self.flag_box.setObjectName("flagBox")
-        self.flag_box.setStyleSheet("#flagBox { background: #fffbeb; border: 1px solid #f59e0b;"
-                                    " border-radius: 6px; } #flagBox QLabel { color: #78350f; }")
+        self.flag_box.setStyleSheet(
+            f"#flagBox {{ background: {palette.FLAG_BOX_BACKGROUND}; border: 1px solid {palette.FLAG};"
+            f" border-radius: 6px; }} #flagBox QLabel {{ color: {palette.FLAG_BOX_TEXT}; }}")
         self.flag_label = QLabel()
         self.flag_label.setWordWrap(True)
         self.drop_button = button(self, sp.SP_TrashIcon, "Drop this face", self.drop_flagged)

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.ui import palette
 from app.ui.widgets import confirm
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ UNKNOWN = "Unknown"
 CSV_HEADER = ("time", "name", "best_similarity", "seconds_seen", "source")
 #: Rows the panel shows (the store may keep more; Export CSV writes them all).
 SHOWN_ROWS = 1000
-UNKNOWN_COLOR = QColor("#ef4444")
+UNKNOWN_COLOR = QColor(palette.UNKNOWN)
 
 
 class ElidedLabel(QLabel):
@@ -130,7 +131,7 @@ class RecognitionLogPanel(QWidget):
         self.clear_button = QPushButton("Clear…")
         self.clear_button.clicked.connect(self._on_clear_clicked)
         self.summary = ElidedLabel("Nobody seen yet")
-        self.summary.setStyleSheet("color: #6b7280;")
+        self.summary.setStyleSheet(palette.HINT_STYLE)
         buttons = QHBoxLayout()
         buttons.addWidget(self.summary, 1)
         buttons.addWidget(self.clear_button)

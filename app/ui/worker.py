@@ -43,7 +43,7 @@ from PySide6.QtCore import QObject, QThread, QTimer, Signal
 from app.config import Paths, Settings
 from app.pipeline.appearances import AppearanceLog, prune
 from app.pipeline.errors import FacerecError, SourceError, StoreError
-from app.pipeline.sources import SourceSpec, VideoSource, list_cameras
+from app.pipeline.sources import SourceKind, SourceSpec, VideoSource, list_cameras
 from app.pipeline.tracking import FaceTracker
 
 if TYPE_CHECKING:
@@ -65,9 +65,6 @@ STORE_CHECK_S = 0.5
 LOG_FLUSH_S = 1.0
 #: Seconds between applications of the log's retention setting.
 PRUNE_EVERY_S = 3600.0
-
-RecognizerFactory = Callable[[Paths, Settings], "Recognizer"]
-
 
 def _open_recognizer(paths: Paths, settings: Settings) -> Recognizer:
     from app.pipeline.recognizer import Recognizer
@@ -157,8 +154,6 @@ class PipelineWorker(QThread):
         The data directory.
     settings : Settings
         Initial settings (camera resolution is read from them when a camera opens).
-    recognizer_factory : callable, optional
-        Builds the recognizer in the worker thread (tests may inject one).
     """
 
     #: The recognizer is open; carries the list of enrolled `Person`.
@@ -194,13 +189,11 @@ class PipelineWorker(QThread):
     instances: weakref.WeakSet[PipelineWorker] = weakref.WeakSet()
 
     def __init__(self, paths: Paths, settings: Settings | None = None, *,
-                 recognizer_factory: RecognizerFactory | None = None,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("PipelineWorker")
         self.paths = paths
         self._settings = (settings or Settings.load(paths.settings)).validated()
-        self._factory = recognizer_factory or _open_recognizer
         self._jobs: queue.SimpleQueue[tuple[Job, Reply, bool] | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._gui_busy = threading.Event()
@@ -347,7 +340,7 @@ class PipelineWorker(QThread):
     def run(self) -> None:  # noqa: D102 - QThread entry point
         log.info("pipeline worker starting")
         try:
-            rec = self._factory(self.paths, self._settings)
+            rec = _open_recognizer(self.paths, self._settings)
         except FacerecError as exc:
             log.error("cannot start recognition: %s", exc)
             self._finish(str(exc))
@@ -530,7 +523,7 @@ class PipelineWorker(QThread):
             log.exception("probing for cameras failed")
             cams = []
         # The camera we are reading from is busy and would not be found by probing.
-        if self._stream is not None and self._stream.spec.kind == "camera":
+        if self._stream is not None and self._stream.spec.kind == SourceKind.CAMERA:
             cams = sorted(set(cams) | {int(self._stream.spec.target)})
         log.info("cameras found: %s", cams)
         self.cameras_found.emit(cams, auto_open)
