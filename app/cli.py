@@ -983,7 +983,7 @@ def cmd_gui(args: argparse.Namespace) -> int:
     except ImportError as exc:
         _err(f"the desktop app is not available in this installation ({exc})")
         return EXIT_USAGE
-    return int(run(args.paths, source=getattr(args, "source", None)))
+    return int(run(args.paths, source=getattr(args, "source", None), verbosity=args.verbose))
 
 
 # -- parser --------------------------------------------------------------------------
