@@ -95,7 +95,7 @@ def _require_enroll(store) -> None:  # noqa: ANN001
 def _person_name(text: str) -> str:
     """A person's name from the command line; an empty or invalid one is a usage error."""
     from app.pipeline.errors import PersonError
-    from app.pipeline.store import normalize_name
+    from app.pipeline.types import normalize_name
 
     try:
         return normalize_name(text)
@@ -121,6 +121,7 @@ def _screen(labels: Sequence[str], flags: Sequence, force: bool, target: str) ->
 def cmd_enroll(args: argparse.Namespace) -> int:
     """Add the largest face of each image to a person, after the same-person checks."""
     from app.pipeline.imageio import display_name
+    from app.pipeline.types import PHOTO
 
     name = _person_name(args.name)
     with _open_recognizer(args) as rec:
@@ -128,7 +129,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         faces, labels, failed = [], [], 0
         for path in args.images:
             try:
-                faces.append(rec.enroll_file(path, check_quality=True).face)
+                faces.append(rec.prepare_file(path, PHOTO).face)
                 labels.append(display_name(path))
             except (ImageError, NoFaceError) as exc:
                 _err(str(exc))
@@ -156,6 +157,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from app.pipeline.imageio import display_name, person_folders
+    from app.pipeline.types import PHOTO
 
     root = Path(args.dir)
     found = person_folders(root)
@@ -173,7 +175,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         _require_enroll(rec.store)
         for name, f in tqdm(jobs, desc="importing", unit="photo", disable=None, file=sys.stderr):
             try:
-                batches.setdefault(name, []).append(rec.enroll_file(f, check_quality=True).face)
+                batches.setdefault(name, []).append(rec.prepare_file(f, PHOTO).face)
                 labels.setdefault(name, []).append(display_name(f))
             except (ImageError, NoFaceError) as exc:
                 skipped.append(str(exc))
@@ -353,19 +355,20 @@ def _print_faces(label: str, faces: Sequence) -> None:  # type: ignore[type-arg]
 def cmd_watch(args: argparse.Namespace) -> int:
     """Run recognition on a camera, video file or stream."""
     from app.pipeline.shared import describe_offline
-    from app.pipeline.sources import LatestFrameGrabber, ReadAhead, VideoSource
-    from app.pipeline.stream import Processed, run_stream
+    from app.pipeline.sources import VideoSource
+    from app.pipeline.stream import GalleryFollower, Processed, Stream
 
     settings = Settings.load(args.paths.settings)
+    # Opened before the models load: a source that does not open fails fast.
     source = VideoSource(args.source, settings.camera_width, settings.camera_height)
     names: Counter[str] = Counter()
     frames = faces = unknown = 0
     t0 = time.perf_counter()
     interrupted = False
-    offline: float | None = None
     journal = None
     logged: set[str] = set()
     flushed_at = time.monotonic()
+    stream: Stream | None = None
 
     def report(p: Processed) -> None:
         nonlocal frames, faces, unknown
@@ -383,38 +386,37 @@ def cmd_watch(args: argparse.Namespace) -> int:
             else:
                 names[f.name] += 1
 
-    def housekeeping() -> None:
-        # Follow changes to the gallery made elsewhere (another process, another
-        # workstation), say when a shared gallery goes away or comes back, write the log.
-        nonlocal offline, flushed_at
-        rec.refresh()
-        since = rec.store.offline_since
-        if since != offline:
-            _note(f"note: {describe_offline(since)}; recognising from the local copy, "
-                  f"log rows are queued (frame {frames})" if since is not None
-                  else f"note: shared gallery back online (frame {frames})")
-            offline = since
+    def offline(since: float | None) -> None:
+        _note(f"note: {describe_offline(since)}; recognising from the local copy, "
+              f"log rows are queued (frame {frames})" if since is not None
+              else f"note: shared gallery back online (frame {frames})")
+
+    def write_log() -> None:
+        nonlocal flushed_at
         if journal is not None and time.monotonic() - flushed_at > LOG_FLUSH_S:
             logged.update(r.id for r in journal.flush(rec.store))
             flushed_at = time.monotonic()
 
-    # Decoding runs on a thread of its own (a file is read a few frames ahead), from now
-    # on: the first frames are decoded while the models load.
-    reader = LatestFrameGrabber(source) if source.is_live else ReadAhead(source)
     try:
         with _open_recognizer(args) as rec:
             journal = _watch_log(rec, settings, source, lambda: frames) if args.log else None
+            # Between frames, follow what other processes (another window, the CLI, another
+            # workstation) change in the gallery, as the window does: a person removed
+            # meanwhile is no longer named, a renamed one is named anew.
+            follower = GalleryFollower(rec, WATCH_REFRESH_S, on_offline=offline)
+            stream = Stream(rec, source, report, follower=follower, housekeeping=write_log)
             try:
-                run_stream(rec, reader, report, max_frames=args.max_frames,
-                           housekeeping=housekeeping, every_s=WATCH_REFRESH_S)
+                stream.run(args.max_frames)
             except KeyboardInterrupt:
                 interrupted = True
             finally:
+                stream.close()
                 if journal is not None:
                     logged.update(r.id for r in journal.flush(rec.store))
                     _note(f"recognition log: {len(logged)} appearance(s) written")
     finally:
-        reader.close()
+        if stream is None:  # never taken over by a stream's reader thread, which releases it
+            source.close()
     # Closing a shared store sends what it can; what is left waits in the local queue.
     queued = getattr(rec.store, "left_queued", 0)
     dt = time.perf_counter() - t0
@@ -814,7 +816,8 @@ def cmd_self_test(args: argparse.Namespace) -> int:
     from app.pipeline.imageio import load_image
     from app.pipeline.models import DETECTOR, EMBEDDER, EMBEDDING_MEAN, models_dir, verified_model
     from app.pipeline.recognizer import largest_face_embedding
-    from app.pipeline.store import FaceStore, NewFace
+    from app.pipeline.store import FaceStore
+    from app.pipeline.types import EMBEDDING_DIM, NewFace
 
     failures = 0
 
@@ -851,7 +854,7 @@ def cmd_self_test(args: argparse.Namespace) -> int:
     if embedder is not None:
         def synthetic_embedding() -> None:
             v = embedder.embed(frame[:CROP_SIZE, :CROP_SIZE])
-            if v.shape != (1, 512) or not np.isfinite(v).all() or abs(np.linalg.norm(v) - 1) > 1e-3:
+            if v.shape != (1, EMBEDDING_DIM) or not np.isfinite(v).all() or abs(np.linalg.norm(v) - 1) > 1e-3:
                 raise RuntimeError(f"bad embedding: shape {v.shape}")
         check("embedding runs on a synthetic 160x160 crop", synthetic_embedding)
     if args.image and detector is not None and embedder is not None:
@@ -862,7 +865,7 @@ def cmd_self_test(args: argparse.Namespace) -> int:
 
     def store_round_trip() -> None:
         with tempfile.TemporaryDirectory() as tmp, FaceStore(Path(tmp) / "faces.db") as store:
-            store.add_faces("Self Test", [NewFace(rng.standard_normal(512).astype(np.float32))])
+            store.add_faces("Self Test", [NewFace(rng.standard_normal(EMBEDDING_DIM).astype(np.float32))])
             if [p.name for p in store.people()] != ["Self Test"]:
                 raise RuntimeError("store did not read back what was written")
     check("store opens, writes and reads in a temp dir", store_round_trip)
@@ -987,7 +990,7 @@ def cmd_gui(args: argparse.Namespace) -> int:
     except ImportError as exc:
         _err(f"the desktop app is not available in this installation ({exc})")
         return EXIT_USAGE
-    return int(run(args.paths, source=getattr(args, "source", None)))
+    return int(run(args.paths, source=getattr(args, "source", None), verbosity=args.verbose))
 
 
 # -- parser --------------------------------------------------------------------------

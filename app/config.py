@@ -81,9 +81,8 @@ class Paths:
 
 #: The default strictness: about 1 stranger in 200 may be named, whatever the number of
 #: people enrolled. Half the 1 % the app promises, because the share measured on new
-#: strangers and new galleries varies around the calibrated one: 0.36-0.60 % on the LFW
-#: report split at 1-1000 people, up to 0.8 % with 3-4 photos a person; 2000 strangers
-#: alone give +-0.16 %. See README.md.
+#: strangers and new galleries varies around the calibrated one (the figures: README.md,
+#: "How the rule was chosen", the default target).
 DEFAULT_FALSE_ACCEPT = 0.005
 #: Targets a user may set: 1 in 100,000 to 1 in 20 (the calibration's tail starts at 1 in 20).
 FALSE_ACCEPT_RANGE = (1e-5, 0.05)

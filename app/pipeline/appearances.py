@@ -26,8 +26,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from app.pipeline.store import Sighting, Store
-from app.pipeline.types import FrameResult
+from app.pipeline.store import Store
+from app.pipeline.types import FrameResult, Sighting
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from app.pipeline.index import CANDIDATES, FaceIndex, ef_search
-from app.pipeline.store import EMBEDDING_DIM, Gallery
+from app.pipeline.types import EMBEDDING_DIM, Gallery
 
 #: Photos of five different people (shared test set), for the synthetic scenes.
 SCENE_PHOTOS = ("img1.jpg", "img13.jpg", "img20.jpg", "img16.jpg", "img3.jpg")
@@ -116,14 +116,13 @@ WARM_FRAMES = 10
 
 def bench_stream(rec: Any, video: Path, frames: int | None = None, overlap: bool = True
                  ) -> dict[str, Any]:
-    """Run a video through the tracked pipeline as ``facerec watch`` does.
+    """Run a video through the tracked pipeline as ``facerec watch`` does (the same `Stream`).
 
     Per-stage ms of work per frame (decode on the reader thread, the rest as
     `Recognizer.process` reports it), wall-clock ms per frame and processed fps (stages
     overlap on two cores), and CPU ms per frame (every thread of the process).
     """
-    from app.pipeline.sources import ReadAhead, VideoSource
-    from app.pipeline.stream import Processed, run_stream
+    from app.pipeline.stream import Processed, Stream
 
     keys = ("detect", "align", "embed", "search", "total")
     stages: dict[str, list[float]] = {k: [] for k in keys}
@@ -140,16 +139,12 @@ def bench_stream(rec: Any, video: Path, frames: int | None = None, overlap: bool
         faces_seen.append(len(res.faces))
         done_at.append(time.perf_counter())
 
-    src = VideoSource(str(video))
-    native_fps = src.fps
-    reader = ReadAhead(src)  # it closes the source
-    try:
+    with Stream(rec, str(video), on_result, overlap=overlap) as stream:
         cpu0, t_start = time.process_time(), time.perf_counter()
-        n = run_stream(rec, reader, on_result, max_frames=frames, overlap=overlap)
+        n = stream.run(frames)
         wall, cpu = time.perf_counter() - t_start, time.process_time() - cpu0
-    finally:
-        reader.close()
-    decode = list(reader.read_ms)[:n]
+    native_fps = stream.fps
+    decode = stream.decode_ms[:n]
     warm = min(WARM_FRAMES, n // 4)
     ms = {k: round(float(np.mean(v[warm:])), 2) for k, v in stages.items()}
     ms["decode"] = round(float(np.mean(decode[warm:])), 2) if decode[warm:] else 0.0
@@ -176,8 +171,8 @@ def bench_camera(rec: Any, video: Path) -> dict[str, Any]:
     embedding) over the wall time: 1.0 is one core kept busy; it is what decides fan noise
     and battery life on a laptop.
     """
-    from app.pipeline.sources import LatestFrameGrabber, VideoSource
-    from app.pipeline.stream import run_stream
+    from app.pipeline.sources import VideoSource
+    from app.pipeline.stream import Stream
 
     class Camera(VideoSource):
         """A video file that delivers each frame no sooner than a camera would."""
@@ -196,13 +191,10 @@ def bench_camera(rec: Any, video: Path) -> dict[str, Any]:
             return super().read()
 
     camera = Camera(video)
-    grabber = LatestFrameGrabber(camera)  # it closes the camera
-    try:
+    with Stream(rec, camera, lambda p: None, live=True) as stream:  # it closes the camera
         cpu0, t0 = time.process_time(), time.perf_counter()
-        n = run_stream(rec, grabber, lambda p: None)
+        n = stream.run()
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    finally:
-        grabber.close()
     return {"camera_fps": round(camera.fps, 1), "seconds": round(wall, 1),
             "frames_delivered": camera.frames_read, "frames_processed": n,
             "cores_busy": round(cpu / wall, 3), "cpu_ms_per_frame": round(cpu / max(n, 1) * 1e3, 2)}
@@ -416,9 +408,15 @@ def bench_search(n_faces: int, threads: int, bandwidth_gbs: float) -> dict[str, 
 # -- 4: start-up and memory ----------------------------------------------------------
 
 def bench_startup(video: Path, data_dir: Path) -> dict[str, float]:
-    """Seconds from launching ``facerec watch`` to its first processed frame, and peak RSS."""
+    """Seconds from launching a fresh process to its first processed frame, and peak RSS.
+
+    The fresh process (`first_frames`) does what ``facerec watch`` does up to its first
+    frames, through the same `Stream`: an in-process figure would leave out the
+    interpreter, the imports and the models' first load, which is what a user waits for.
+    """
     env = {**os.environ, "FACEREC_HOME": str(data_dir)}
-    cmd = [sys.executable, "-m", "app", "watch", str(video), "--json", "--max-frames", "30"]
+    cmd = [sys.executable, "-c", "import sys; from app.pipeline.bench import first_frames; "
+           "first_frames(sys.argv[1], sys.argv[2], 30)", str(video), str(data_dir)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     assert proc.stdout is not None
@@ -428,6 +426,25 @@ def bench_startup(video: Path, data_dir: Path) -> dict[str, float]:
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return {"first_frame_s": round(first, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+
+
+def first_frames(video: str, data_dir: str, frames: int) -> None:
+    """The start-up probe's process: open the store and models as ``watch`` does, play *video*.
+
+    Prints a line per processed frame (flushed, so the parent sees the first at once).
+    """
+    from app.config import Paths, Settings
+    from app.pipeline.recognizer import Recognizer
+    from app.pipeline.sources import VideoSource
+    from app.pipeline.stream import Stream
+
+    paths = Paths.resolve(data_dir)
+    settings = Settings.load(paths.settings)
+    source = VideoSource(video, settings.camera_width, settings.camera_height)
+    with Recognizer.open(paths) as rec, \
+            Stream(rec, source, lambda p: print(len(p.result.faces), flush=True)) as stream:
+        rec.outdated()  # as ``watch`` does, for its note on faces to enroll again
+        stream.run(frames)
 
 
 #: The streams measured: (width, height, faces).
@@ -453,7 +470,7 @@ def run(photos_dir: Path, sizes: Sequence[int], quick: bool = False,
             portraits = face_portraits(photos_dir, rec.detector, 5)
             # Enroll three of the five so search has a gallery and names are decided.
             for p, name in zip(portraits[:3], ("A", "B", "C")):
-                rec.enroll(name, [rec.enroll_face(p).face])
+                rec.enroll(name, [rec.prepare_image(p).face])
             progress("embedding threads")
             crop = align_face(portraits[0], rec.detector.detect(portraits[0])[0])
             results["embed_threads"] = bench_threads(

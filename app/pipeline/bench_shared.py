@@ -45,7 +45,7 @@ from app.pipeline.pgstore import (
     PostgresStore,
     pg_ef_search,
 )
-from app.pipeline.store import EMBEDDING_DIM, NewFace, name_key
+from app.pipeline.types import EMBEDDING_DIM, NewFace, name_key
 
 #: ef_search values swept at each size (on the first `SWEEP_PROBES` probes, 2 passes).
 EF_SWEEP = (40, 100, 200, 400)

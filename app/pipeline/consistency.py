@@ -28,15 +28,12 @@ import numpy as np
 
 from app.pipeline.index import FaceIndex
 from app.pipeline.index import person_score as index_person_score
-from app.pipeline.store import EMBEDDING_DIM
+from app.pipeline.types import EMBEDDING_DIM
 
-#: Two faces at least this similar are taken for the same person. Measured on every
-#: pair of the shared photos whose identity is known (master.csv's 9 people and the
-#: face_recognition photos of Obama and Biden: 44 same-person and 391 different-person
-#: pairs): same-person pairs score 0.498 and up, different people 0.282 and below;
-#: this is the middle of that gap. On LFW View 2, 2.1 % of same-person pairs score
-#: below it and 0.2 % of different-person pairs reach it. tests/pipeline/
-#: test_consistency.py re-measures it (README.md, "Same-person checks").
+#: Two faces at least this similar are taken for the same person: the middle of the gap
+#: between the same-person and the different-person pairs of the shared photos whose
+#: identity is known. The pairs, the gap and its cost on LFW: README.md, "Same-person
+#: checks"; tests/pipeline/test_consistency.py re-measures the gap.
 SAME_PERSON_MIN = 0.39
 
 UNLIKE = "unlike"
@@ -97,7 +94,7 @@ def check(index: FaceIndex, name: str, person_id: int | None, faces: np.ndarray,
     person_id : int or None
         The person's id if enrolled, None for a new person.
     faces : ndarray
-        (n, 512) unit embeddings of the faces to be saved together.
+        (n, EMBEDDING_DIM) unit embeddings of the faces to be saved together.
     exclude_faces : sequence of int
         Stored face ids to leave out (the faces being checked, when they are stored:
         a face moved between people, or one audited in place).

@@ -22,10 +22,10 @@ import numpy as np
 from app.pipeline.errors import ModelError
 from app.pipeline.models import EMBEDDER, EMBEDDING_MEAN, verified_model
 from app.pipeline.native import quiet_native_stderr
+from app.pipeline.types import EMBEDDING_DIM
 
 log = logging.getLogger(__name__)
 
-EMBEDDING_DIM = 512
 
 
 def default_threads() -> int:
@@ -138,7 +138,7 @@ class FaceEmbedder:
         Returns
         -------
         ndarray
-            (N, 512) float32, each row of unit length: the network's embedding minus
+            (N, EMBEDDING_DIM) float32, each row of unit length: the network's embedding minus
             the mean embedding, normalised (unless built with ``centred=False``).
         """
         faces = np.asarray(faces)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.pipeline.types import Refusal
 
 class FacerecError(Exception):
     """Base class: ``str(exc)`` is a one-line, user-facing reason."""
@@ -12,7 +16,11 @@ class ImageError(FacerecError):
 
 
 class NoFaceError(FacerecError):
-    """An image was read but holds no usable face."""
+    """An image was read but holds no usable face; `reason` says which way."""
+
+    def __init__(self, message: str, reason: Refusal | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class ModelError(FacerecError):

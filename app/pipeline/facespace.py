@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from app.pipeline.errors import ModelError
-from app.pipeline.store import EMBEDDING_DIM
+from app.pipeline.types import EMBEDDING_DIM
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,10 @@ def display_name(path: str | Path) -> str:
     return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def load_image(path: str | Path) -> np.ndarray:
+def load_image(path: str | Path, *, label: str | None = None) -> np.ndarray:
     """Read an image file as an RGB ``uint8`` array of shape (H, W, 3).
+
+    *label* is how messages name the file (by default its path).
 
     Raises
     ------
@@ -46,7 +48,7 @@ def load_image(path: str | Path) -> np.ndarray:
         empty, too large, not an image, truncated or corrupt.
     """
     p = Path(path)
-    name = display_name(p)
+    name = display_name(p) if label is None else label
     try:
         if p.is_dir():
             raise ImageError(f"{name}: is a directory, not an image")
@@ -144,7 +146,7 @@ def person_folders(root: Path) -> PersonFolders:
     FacerecError
         If *root* is not a readable directory.
     """
-    from app.pipeline.store import normalize_name
+    from app.pipeline.types import normalize_name
 
     root = Path(root)
     if not root.is_dir():

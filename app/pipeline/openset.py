@@ -7,7 +7,7 @@ Recognizer's own decision rule. Galleries of several sizes are drawn from the en
 people, so the effect of the number of people on false accepts is measured directly.
 
 Each photo is embedded once, by the same steps the app takes (enrollment: the largest
-face as `Recognizer.enroll_file` stores it; a probe: the largest face as
+face as `Recognizer.prepare_file` stores it; a probe: the largest face as
 `Recognizer.process` sees it), and the embeddings are reused for every gallery drawn:
 identification itself is deterministic, so this gives exactly the app's answers.
 
@@ -39,7 +39,8 @@ from app.pipeline.imageio import display_name, load_image, person_folders
 from app.pipeline.index import FaceIndex, Match
 from app.pipeline.models import EMBEDDER
 from app.pipeline.recognizer import Recognizer, subject_face_embedding
-from app.pipeline.store import FaceStore, NewFace
+from app.pipeline.store import FaceStore
+from app.pipeline.types import NewFace
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def embed_probes(rec: Recognizer, gallery_dir: Path, known_dir: Path, strangers_
         for name, path in found.photos:
             try:
                 if kind == "gallery":
-                    out.gallery.setdefault(name, []).append(rec.enroll_file(path).face)
+                    out.gallery.setdefault(name, []).append(rec.prepare_file(path).face)
                 elif kind == "known":
                     out.known.append((name, probe_embedding(rec, path)))
                 else:

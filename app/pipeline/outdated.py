@@ -28,7 +28,8 @@ import numpy as np
 from app.pipeline.align import EMBEDDING_VERSION
 
 if TYPE_CHECKING:
-    from app.pipeline.store import Gallery, GalleryDelta, Store
+    from app.pipeline.store import Store
+    from app.pipeline.types import Gallery, GalleryDelta
 
 
 @dataclass(frozen=True)

@@ -49,18 +49,15 @@ from app.pipeline.index import (
     faces_per_decision,
 )
 from app.pipeline.store import (
-    EMBEDDING_DIM,
     SCHEMA_VERSION,
     UNIT_TOLERANCE,
     BulkFaces,
-    Gallery,
     GalleryDump,
-    Sighting,
     Store,
-    name_key,
     sound_rows,
     unit_embedding,
 )
+from app.pipeline.types import EMBEDDING_DIM, Gallery, Sighting, name_key
 
 log = logging.getLogger(__name__)
 

@@ -21,17 +21,22 @@ from app.pipeline.imageio import display_name, load_image
 from app.pipeline.index import FaceIndex
 from app.pipeline.outdated import Outdated, current_changes, current_gallery, outdated
 from app.pipeline.quality import MIN_SHARPNESS, face_sharpness
-from app.pipeline.store import (
+from app.pipeline.store import Store, open_store
+from app.pipeline.tracking import FaceTracker, Track
+from app.pipeline.types import (
+    ANY_FACE,
     EMBEDDING_DIM,
+    Detection,
     FaceInfo,
+    FaceResult,
+    FrameResult,
     NewFace,
     Person,
-    Store,
+    PersonThumbnail,
+    PreparePolicy,
+    Refusal,
     normalize_name,
-    open_store,
 )
-from app.pipeline.tracking import FaceTracker, Track
-from app.pipeline.types import Detection, FaceResult, FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +76,33 @@ class FrameWork:
     coasted: bool = False
 
 
+def refusal_text(reason: Refusal, policy: PreparePolicy, *, faces: int = 0, height: int = 0) -> str:
+    """Why a picture gives no face to enroll, in the words *policy* says its reader needs.
+
+    Someone in front of the camera is told what to do ("come closer", "hold still");
+    a photo cannot change, so its refusal only says what is wrong with it.
+    """
+    live = policy.live
+    if reason is Refusal.SEVERAL_FACES:
+        return f"{faces} faces {'in view' if live else 'in the photo'}; exactly one is needed"
+    if reason is Refusal.TOO_SMALL:
+        return (f"face too small ({height} px high; at least {MIN_ENROLL_FACE_PX} px needed)"
+                + (": come closer" if live else ""))
+    if reason is Refusal.BLURRED:
+        return "face too blurred" + (": hold still" if live else "")
+    return "no face found"
+
+
 @dataclass(frozen=True)
-class EnrollFace:
+class PersonFaces:
+    """A person's stored faces, oldest first, and the same-person flag of each flagged one."""
+
+    faces: list[FaceInfo]
+    flags: dict[int, consistency.Flag]
+
+
+@dataclass(frozen=True)
+class PreparedFace:
     """A face ready to store, with the crop it came from (for previews)."""
 
     face: NewFace
@@ -256,7 +286,7 @@ class Recognizer:
                          ) -> tuple[list[np.ndarray], np.ndarray]:
         """Aligned crops and their embeddings for the given detections."""
         crops, _ = self._crops(rgb, dets)
-        emb = self.embedder.embed(np.stack(crops)) if crops else np.empty((0, 512), np.float32)
+        emb = self.embedder.embed(np.stack(crops)) if crops else np.empty((0, EMBEDDING_DIM), np.float32)
         return crops, emb
 
     def identify(self, embeddings: np.ndarray) -> list[Decision]:
@@ -380,8 +410,8 @@ class Recognizer:
         return self.name_faces(work, tracker)
 
     # -- enrollment -------------------------------------------------------------
-    def enroll_face(self, rgb: np.ndarray, source: str = "", *, require_single: bool = False,
-                    check_quality: bool = False) -> EnrollFace:
+    def prepare_image(self, rgb: np.ndarray, source: str = "",
+                      policy: PreparePolicy = ANY_FACE) -> PreparedFace:
         """Prepare the largest face of an image for enrollment (nothing is stored).
 
         Parameters
@@ -389,63 +419,70 @@ class Recognizer:
         rgb : ndarray
             The image.
         source : str
-            Where it came from (a file name, or "camera").
-        require_single : bool
-            Refuse unless exactly one face is visible (live snapshots).
-        check_quality : bool
-            Refuse faces that are too small or blurred.
+            Where it came from (a file name, or "camera"), stored with the face.
+        policy : PreparePolicy
+            What the image must be (one face only, large and sharp enough) and whom
+            a refusal speaks to.
 
         Raises
         ------
         NoFaceError
-            With the reason the image cannot be used.
+            Saying why the image cannot be used (its `reason` is a `Refusal`).
         """
         # A sitter fills the frame: the whole-frame pass finds them. A photo may show
         # its subject small, so fall back to the tile scan before giving up.
-        dets = self.detector.detect(rgb) or ([] if require_single else self.detect(rgb))
+        dets = self.detector.detect(rgb) or ([] if policy.single_face else self.detect(rgb))
         if not dets:
-            raise NoFaceError("no face found")
-        if require_single and len(dets) > 1:
-            raise NoFaceError(f"{len(dets)} faces in view; exactly one is needed")
-        return self.prepare_face(rgb, dets[0], source, check_quality=check_quality)
+            raise NoFaceError(refusal_text(Refusal.NO_FACE, policy), Refusal.NO_FACE)
+        if policy.single_face and len(dets) > 1:
+            raise NoFaceError(refusal_text(Refusal.SEVERAL_FACES, policy, faces=len(dets)),
+                              Refusal.SEVERAL_FACES)
+        return self.prepare_face(rgb, dets[0], source, policy)
 
-    def prepare_face(self, rgb: np.ndarray, det: Detection, source: str = "", *,
-                     check_quality: bool = False) -> EnrollFace:
+    def prepare_face(self, rgb: np.ndarray, det: Detection, source: str = "",
+                     policy: PreparePolicy = ANY_FACE) -> PreparedFace:
         """Prepare one detected face of an image for enrollment (nothing is stored).
 
-        Used for the largest face of a photo (`enroll_face`) and for a face chosen in the
-        live view (a correction).
+        Used for the largest face of a photo (`prepare_image`) and for a face chosen in
+        the live view (a correction).
 
         Raises
         ------
         NoFaceError
-            If *check_quality* and the face is too small or blurred.
+            If the policy checks quality and the face is too small or blurred.
         """
-        if check_quality and det.box[3] < MIN_ENROLL_FACE_PX:
-            raise NoFaceError(f"face too small ({det.box[3]} px high; at least "
-                              f"{MIN_ENROLL_FACE_PX} px needed): come closer")
+        if policy.check_quality and det.box[3] < MIN_ENROLL_FACE_PX:
+            raise NoFaceError(refusal_text(Refusal.TOO_SMALL, policy, height=det.box[3]),
+                              Refusal.TOO_SMALL)
         refined = self.detector.refine(rgb, det)
-        if check_quality and face_sharpness(rgb, refined) < MIN_SHARPNESS:
-            raise NoFaceError("face too blurred: hold still")
+        if policy.check_quality and face_sharpness(rgb, refined) < MIN_SHARPNESS:
+            raise NoFaceError(refusal_text(Refusal.BLURRED, policy), Refusal.BLURRED)
         crop = align_face(rgb, refined)
         emb = self.embedder.embed(crop)
-        return EnrollFace(NewFace(emb[0], thumbnail_jpeg(crop), source, EMBEDDING_VERSION),
-                          crop, det)
+        return PreparedFace(NewFace(emb[0], thumbnail_jpeg(crop), source, EMBEDDING_VERSION),
+                            crop, det)
 
-    def enroll_file(self, path: str | Path, *, check_quality: bool = False) -> EnrollFace:
-        """Read an image file and prepare its largest face (see `enroll_face`).
+    def prepare_file(self, path: str | Path, policy: PreparePolicy = ANY_FACE, *,
+                     label: str | None = None) -> PreparedFace:
+        """Read an image file and prepare its largest face (see `prepare_image`).
+
+        Parameters
+        ----------
+        label : str, optional
+            How messages name the file (by default its path; a dialog that lists file
+            names passes the name).
 
         Raises
         ------
         ImageError, NoFaceError
-            Naming the file.
+            Starting with the file's label.
         """
-        rgb = load_image(path)
+        label = display_name(path) if label is None else label
+        rgb = load_image(path, label=label)
         try:
-            return self.enroll_face(rgb, source=display_name(Path(path).name),
-                                    check_quality=check_quality)
+            return self.prepare_image(rgb, display_name(Path(path).name), policy)
         except NoFaceError as exc:
-            raise NoFaceError(f"{display_name(path)}: {exc}") from None
+            raise NoFaceError(f"{label}: {exc}", exc.reason) from None
 
     def enroll(self, name: str, faces: Sequence[NewFace], *, new_person: bool = False) -> Person:
         """Store faces for a person in one transaction and make them searchable at once.
@@ -563,6 +600,14 @@ class Recognizer:
     def people(self) -> list[Person]:
         """Everyone enrolled, by name."""
         return self.store.people()
+
+    def people_with_thumbnails(self) -> list[PersonThumbnail]:
+        """Everyone enrolled, by name, each with the thumbnail of their first face."""
+        return [PersonThumbnail(p, self.store.thumbnail(p.id)) for p in self.store.people()]
+
+    def person_faces(self, name: str) -> PersonFaces:
+        """A person's stored faces, oldest first, with the same-person flags (`audit`)."""
+        return PersonFaces(self.faces_of(name), self.audit(name))
 
     def reload(self) -> None:
         """Rebuild the in-memory index from the whole store."""

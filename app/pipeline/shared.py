@@ -55,19 +55,8 @@ from app.pipeline.pgstore import (
     mask_url,
     pg_ef_search,
 )
-from app.pipeline.store import (
-    FaceInfo,
-    Gallery,
-    GalleryDelta,
-    GalleryDump,
-    MergeReport,
-    NewFace,
-    Person,
-    Sighting,
-    SqliteStore,
-    Store,
-    merge_into,
-)
+from app.pipeline.store import GalleryDump, MergeReport, SqliteStore, Store, merge_into
+from app.pipeline.types import FaceInfo, Gallery, GalleryDelta, NewFace, Person, Sighting
 
 log = logging.getLogger(__name__)
 

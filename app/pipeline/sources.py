@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import cv2
@@ -34,28 +35,36 @@ LOST_AFTER_FAILURES = 25
 STREAM_TIMEOUT_MS = 5000
 
 
+class SourceKind(str, Enum):
+    """What a `SourceSpec` names (a ``str``, so it compares equal to its value)."""
+
+    CAMERA = "camera"
+    FILE = "file"
+    STREAM = "stream"
+
+
 @dataclass(frozen=True)
 class SourceSpec:
     """What the user asked for: a camera index, a file path or a stream URL."""
 
-    kind: str  # "camera" | "file" | "stream"
+    kind: SourceKind
     target: int | str
 
     @classmethod
     def parse(cls, text: str | int) -> SourceSpec:
         """Read a source the way the CLI takes it: ``0``, ``clip.mp4`` or ``rtsp://...``."""
         if isinstance(text, int) or str(text).strip().isdigit():
-            return cls("camera", int(text))
+            return cls(SourceKind.CAMERA, int(text))
         s = str(text).strip()
         if "://" in s:
-            return cls("stream", s)
-        return cls("file", s)
+            return cls(SourceKind.STREAM, s)
+        return cls(SourceKind.FILE, s)
 
     def describe(self) -> str:
         """A short label for messages and the window title."""
-        if self.kind == "camera":
+        if self.kind == SourceKind.CAMERA:
             return f"camera {self.target}"
-        if self.kind == "file":
+        if self.kind == SourceKind.FILE:
             return Path(str(self.target)).name
         return str(self.target)
 
@@ -85,9 +94,9 @@ class VideoSource:
         self._cap = self._open(width, height)
         self.fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         if not (0.0 < self.fps < 1000.0):
-            self.fps = 30.0 if self.spec.kind != "file" else 25.0
+            self.fps = 30.0 if self.spec.kind != SourceKind.FILE else 25.0
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        self.frame_count = count if self.spec.kind == "file" and count > 0 else None
+        self.frame_count = count if self.spec.kind == SourceKind.FILE and count > 0 else None
         t0 = time.perf_counter()
         first = self._read_raw()
         self.read_ms = (time.perf_counter() - t0) * 1e3
@@ -98,7 +107,7 @@ class VideoSource:
 
     def _open(self, width: int | None, height: int | None) -> cv2.VideoCapture:
         spec = self.spec
-        if spec.kind == "file":
+        if spec.kind == SourceKind.FILE:
             p = Path(str(spec.target))
             name = display_name(p)
             if not p.exists():
@@ -113,7 +122,7 @@ class VideoSource:
             cap = cv2.VideoCapture(str(p))
             if not cap.isOpened():
                 raise SourceError(f"{name}: not a video OpenCV can decode")
-        elif spec.kind == "camera":
+        elif spec.kind == SourceKind.CAMERA:
             with quiet_camera_probe():  # OpenCV logs every backend it tries; we say what failed
                 cap = cv2.VideoCapture(int(spec.target))
             if not cap.isOpened():
@@ -148,7 +157,7 @@ class VideoSource:
     @property
     def is_live(self) -> bool:
         """Cameras and streams run in real time; files do not."""
-        return self.spec.kind != "file"
+        return self.spec.kind != SourceKind.FILE
 
     def read(self) -> np.ndarray | None:
         """The next frame, or None when a file has ended.
@@ -178,10 +187,6 @@ class VideoSource:
             if failures >= LOST_AFTER_FAILURES:
                 raise SourceError(f"{self.spec.describe()}: lost (no frames)")
             time.sleep(0.02)
-
-    def rewind(self) -> bool:
-        """Go back to the first frame of a file; False for live sources."""
-        return self.seek(0)
 
     def seek(self, frame: int) -> bool:
         """Make frame number *frame* of a file the next one `read` returns.

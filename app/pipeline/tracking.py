@@ -66,11 +66,9 @@ MIN_IOU = 0.3
 #: in one frame; a different person in the same spot after a cut does).
 MAX_GROWTH_PER_FRAME = 1.3
 #: Two embeddings of one track less similar than this are different people: the track
-#: splits. The middle of the shared pairs' gap (same person >= 0.498, different people
-#: <= 0.278), as `consistency.SAME_PERSON_MIN`. On LFW View 2 a swap to somebody else
-#: goes unnoticed for 0.20 % of different-person pairs (1.30 % with the former crop at
-#: 0.45) and a view of the same person raises a doubt for 2.1 % of same-person pairs
-#: (3.7 % then); consecutive views of one face are far closer than two photos.
+#: splits. The same cut-off as `consistency.SAME_PERSON_MIN` (consecutive views of one
+#: face are far closer than two photos). What it was measured on and what it costs on
+#: LFW: README.md, "How it decides" (Video) and "Same-person checks".
 SAME_FACE_MIN = 0.39
 #: Mean absolute difference (grey levels) of tiny thumbnails of consecutive frames
 #: above which the picture cut to another scene: every track ends.

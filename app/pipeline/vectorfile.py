@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from app.pipeline.errors import StoreError
-from app.pipeline.store import EMBEDDING_DIM
+from app.pipeline.types import EMBEDDING_DIM
 
 log = logging.getLogger(__name__)
 

@@ -33,4 +33,4 @@ def neutralise_cv2_qt_env() -> list[str]:
     return removed
 
 
-_REMOVED_CV2_ENV = neutralise_cv2_qt_env()
+neutralise_cv2_qt_env()

@@ -14,16 +14,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from app.pipeline.errors import FacerecError, NoFaceError
-from app.pipeline.store import normalize_name
-from app.pipeline.types import Detection
+from app.pipeline.types import SNAPSHOT, Detection, normalize_name
 
 if TYPE_CHECKING:
     import numpy as np
 
     from app.pipeline.consistency import Flag
     from app.pipeline.recognizer import Recognizer
-    from app.pipeline.store import Person
-    from app.pipeline.types import FaceResult
+    from app.pipeline.types import FaceResult, Person
     from app.ui.worker import PipelineWorker, Reply
 
 #: Where a face added from the live view came from (shown in the people manager).
@@ -67,7 +65,7 @@ def correction_job(worker: PipelineWorker, frame: np.ndarray, face: FaceResult,
         person = rec.store.person(clean)
         det = Detection(face.box, face.keypoints, face.score, tuple(float(v) for v in face.box))
         try:
-            prepared = rec.prepare_face(frame, det, SOURCE, check_quality=True) if add else None
+            prepared = rec.prepare_face(frame, det, SOURCE, SNAPSHOT) if add else None
         except NoFaceError as exc:
             if person is None:
                 raise FacerecError(f"this face cannot start {clean}: {exc}") from None

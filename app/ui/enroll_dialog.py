@@ -57,24 +57,23 @@ from PySide6.QtWidgets import (
 
 from app.pipeline.errors import PersonError
 from app.pipeline.imageio import IMAGE_SUFFIXES, display_name
-from app.pipeline.store import normalize_name
+from app.pipeline.types import PHOTO_OF_ONE, SNAPSHOT, name_key, normalize_name
+from app.ui import palette
+from app.ui.palette import ERROR_STYLE, HINT_STYLE, OK_STYLE
 from app.ui.screen import fit_to_screen
 from app.ui.video_view import rgb_to_qimage
 from app.ui.widgets import button
 
 if TYPE_CHECKING:
     from app.pipeline.consistency import Flag
-    from app.pipeline.recognizer import EnrollFace, Recognizer
-    from app.pipeline.store import NewFace, Person
+    from app.pipeline.recognizer import PreparedFace, Recognizer
+    from app.pipeline.types import NewFace, Person
     from app.ui.worker import PipelineWorker, Reply
 
 log = logging.getLogger(__name__)
 
 THUMB = 96
-ERROR_STYLE = "color: #dc2626;"
-OK_STYLE = "color: #16a34a;"
-HINT_STYLE = "color: #6b7280;"
-WARN_COLOR = QColor("#f59e0b")
+WARN_COLOR = QColor(palette.FLAG)
 #: Milliseconds the same-person check waits for more changes (typing a name) before it runs.
 RECHECK_DELAY_MS = 250
 
@@ -129,8 +128,8 @@ def flagged_icon(pixmap: QPixmap, kept: bool = False) -> QIcon:
     x0, y0 = out.width() - size - 3, 3
     triangle = QPolygonF([QPointF(x0 + size / 2, y0), QPointF(x0 + size, y0 + size),
                           QPointF(x0, y0 + size)])
-    p.setPen(QPen(QColor("#1f2937"), 1.5))
-    p.setBrush(QBrush(WARN_COLOR if not kept else QColor("#9ca3af")))
+    p.setPen(QPen(QColor(palette.FLAG_OUTLINE), 1.5))
+    p.setBrush(QBrush(WARN_COLOR if not kept else QColor(palette.FLAG_KEPT)))
     p.drawPolygon(triangle)
     font = p.font()
     font.setBold(True)
@@ -140,36 +139,6 @@ def flagged_icon(pixmap: QPixmap, kept: bool = False) -> QIcon:
                int(Qt.AlignmentFlag.AlignCenter), "!")
     p.end()
     return QIcon(out)
-
-
-def check_file(rec: Recognizer, path: str) -> EnrollFace:
-    """Prepare the face of a photo file for enrollment (worker thread).
-
-    Group photos are refused: enrolling "the largest face" of a photo of several people
-    risks storing the wrong person under this name.
-
-    Raises
-    ------
-    ImageError, NoFaceError
-        With a reason that starts with the file name.
-    """
-    from app.pipeline.errors import ImageError, NoFaceError
-    from app.pipeline.imageio import load_image
-
-    name = display_name(Path(path).name)
-    try:
-        rgb = load_image(path)
-    except ImageError as exc:
-        # The pipeline names the full path; the dialog lists file names.
-        msg = str(exc)
-        full = display_name(path)
-        raise ImageError(name + msg[len(full):] if msg.startswith(full) else msg) from None
-    try:
-        return rec.enroll_face(rgb, source=name, require_single=True, check_quality=True)
-    except NoFaceError as exc:
-        reason = str(exc).replace("in view", "in the photo").replace(": come closer", "")
-        reason = reason.replace(": hold still", "")
-        raise NoFaceError(f"{name}: {reason}") from None
 
 
 class EnrollDialog(QDialog):
@@ -204,7 +173,7 @@ class EnrollDialog(QDialog):
         self.setWindowTitle("Add photos to a person" if existing else "Enroll a person")
         self.worker = worker
         self.frame_provider = frame_provider
-        self.people = {p.name.casefold(): p for p in people}
+        self.people = {name_key(p.name): p for p in people}
         self.accepted_faces: list[AcceptedFace] = []
         self.rejected: list[str] = []
         #: Same-person flags by face key, and the flagged faces kept on purpose.
@@ -273,8 +242,9 @@ class EnrollDialog(QDialog):
         # The same-person warning of the selected (or first) flagged face.
         self.flag_box = QFrame()
         self.flag_box.setObjectName("flagBox")
-        self.flag_box.setStyleSheet("#flagBox { background: #fffbeb; border: 1px solid #f59e0b;"
-                                    " border-radius: 6px; } #flagBox QLabel { color: #78350f; }")
+        self.flag_box.setStyleSheet(
+            f"#flagBox {{ background: {palette.FLAG_BOX_BACKGROUND}; border: 1px solid {palette.FLAG};"
+            f" border-radius: 6px; }} #flagBox QLabel {{ color: {palette.FLAG_BOX_TEXT}; }}")
         self.flag_label = QLabel()
         self.flag_label.setWordWrap(True)
         self.drop_button = button(self, sp.SP_TrashIcon, "Drop this face", self.drop_flagged)
@@ -338,7 +308,7 @@ class EnrollDialog(QDialog):
             clean = normalize_name(self.name_edit.text())
         except PersonError:
             return None
-        return self.people.get(clean.casefold())
+        return self.people.get(name_key(clean))
 
     def busy(self) -> bool:
         """True while face checks (each face, or the faces compared) or the save are running."""
@@ -357,7 +327,7 @@ class EnrollDialog(QDialog):
                 self.name_hint.setText(str(exc).capitalize() + ".")
                 self.name_hint.setStyleSheet(ERROR_STYLE)
             else:
-                person = self.people.get(clean.casefold())
+                person = self.people.get(name_key(clean))
                 if person is not None:
                     self.name_hint.setText(
                         f"{person.name} is already enrolled with {person.face_count} "
@@ -453,7 +423,10 @@ class EnrollDialog(QDialog):
         self.status.setStyleSheet(HINT_STYLE)
         for path in fresh:
             self._queue_check(
-                lambda rec, reply, path=path: check_file(rec, path),
+                # Group photos are refused: "the largest face" of a photo of several
+                # people risks storing the wrong person under this name.
+                lambda rec, reply, path=path: rec.prepare_file(
+                    path, PHOTO_OF_ONE, label=display_name(Path(path).name)),
                 key=path, label=display_name(Path(path).name), is_file=True)
         self._update_state()
 
@@ -475,8 +448,7 @@ class EnrollDialog(QDialog):
         n = self._snapshots
         frame = frame.copy()
         self._queue_check(
-            lambda rec, reply: rec.enroll_face(frame, source="camera", require_single=True,
-                                               check_quality=True),
+            lambda rec, reply: rec.prepare_image(frame, "camera", SNAPSHOT),
             key=f"camera-{n}", label=f"Snapshot {n}", is_file=False)
         self._update_state()
 
@@ -485,7 +457,7 @@ class EnrollDialog(QDialog):
 
         # The callbacks are plain functions, not slots of this dialog, so Qt does not
         # disconnect them when the dialog is deleted: they check `_closed` first.
-        def done(result: EnrollFace) -> None:
+        def done(result: PreparedFace) -> None:
             if self._closed:
                 return
             self._finish_check(holder[0], is_file)

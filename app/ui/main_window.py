@@ -37,8 +37,9 @@ from PySide6.QtWidgets import (
 from app import __version__
 from app.config import Paths, Settings
 from app.pipeline.errors import PersonError
-from app.pipeline.sources import SourceSpec
-from app.pipeline.store import normalize_name
+from app.pipeline.sources import SourceKind, SourceSpec
+from app.pipeline.types import name_key, normalize_name
+from app.ui import palette
 from app.ui.corrections import Outcome, correction_job
 from app.ui.enroll_dialog import EnrollDialog
 from app.ui.guide import GuideDialog
@@ -46,16 +47,15 @@ from app.ui.people_dialog import PeopleDialog
 from app.ui.recognition_log import ElidedLabel, RecognitionLogPanel
 from app.ui.screen import fit_to_screen
 from app.ui.settings_dialog import SettingsDialog
-from app.ui.video_view import SeekBar, VideoView, clock_text, face_label
-from app.ui.worker import FramePayload, PipelineWorker, RecognizerFactory
+from app.ui.video_view import MessageKind, SeekBar, VideoView, clock_text, face_label
+from app.ui.worker import FramePayload, PipelineWorker
 
 if TYPE_CHECKING:
     import numpy as np
 
     from app.pipeline.consistency import Flag
     from app.pipeline.outdated import Outdated
-    from app.pipeline.store import Person, Sighting
-    from app.pipeline.types import FaceResult, FrameResult
+    from app.pipeline.types import FaceResult, FrameResult, Person, Sighting
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +78,10 @@ class MainWindow(QMainWindow):
         camera that opens (or the one used last).
     log_path : Path, optional
         The log file, shown in error states.
-    recognizer_factory : callable, optional
-        Passed to the worker (tests may inject one).
     """
 
     def __init__(self, paths: Paths, source: str | None = None, *,
                  log_path: Path | None = None,
-                 recognizer_factory: RecognizerFactory | None = None,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("mainWindow")
@@ -134,7 +131,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._update_title()
 
-        self.worker = PipelineWorker(paths, self.settings, recognizer_factory=recognizer_factory)
+        self.worker = PipelineWorker(paths, self.settings)
         self.log_panel.worker = self.worker
         w = self.worker
         w.ready.connect(self._on_worker_ready)
@@ -154,7 +151,7 @@ class MainWindow(QMainWindow):
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)
 
-        self.view.show_message("busy", "Starting…", "Loading the face models.")
+        self.view.show_message(MessageKind.BUSY, "Starting…", "Loading the face models.")
         self._restore_window()
         self._set_enabled(False)
         w.start()
@@ -204,7 +201,7 @@ class MainWindow(QMainWindow):
         self.guide_action = self._action("User guide", sp.SP_DialogHelpButton,
                                          QKeySequence.StandardKey.HelpContents, self.open_guide)
         self.export_action = self._action("Export recognition log…", sp.SP_DialogSaveButton,
-                                          None, lambda: self.log_panel._on_export_clicked())
+                                          None, self.log_panel.ask_and_export)
         self.quit_action = self._action("Quit", None, QKeySequence.StandardKey.Quit, self.close)
         self.search_cameras_action = self._action("Search for cameras", sp.SP_BrowserReload,
                                                   None, lambda: self.worker.find_cameras())
@@ -281,12 +278,12 @@ class MainWindow(QMainWindow):
         # user must know (app.pipeline.outdated); hidden while every face is current.
         self.outdated_label = QLabel()
         self.outdated_label.setObjectName("outdatedLabel")
-        self.outdated_label.setStyleSheet("color: #b45309;")
+        self.outdated_label.setStyleSheet(palette.WARNING_STYLE)
         self.outdated_label.hide()
         # Shown only while a shared gallery is unreachable.
         self.store_label = QLabel("")
         self.store_label.setObjectName("storeStatus")
-        self.store_label.setStyleSheet("color: #b91c1c; font-weight: bold;")
+        self.store_label.setStyleSheet(palette.text_style(palette.ALERT, "font-weight: bold;"))
         self.store_label.hide()
         sb.addWidget(self.source_label, 1)
         sb.addPermanentWidget(self.store_label)
@@ -302,7 +299,7 @@ class MainWindow(QMainWindow):
         if not self.cameras:
             none = menu.addAction("No camera found")
             none.setEnabled(False)
-        current = (self.last_spec.target if self.last_spec and self.last_spec.kind == "camera"
+        current = (self.last_spec.target if self.last_spec and self.last_spec.kind == SourceKind.CAMERA
                    and self.playing else None)
         for index in self.cameras:
             action = menu.addAction(f"Camera {index}")
@@ -348,7 +345,7 @@ class MainWindow(QMainWindow):
         self.last_spec = spec
         self.source_state = "opening"
         self._resume_at = 0
-        self.view.show_message("busy", f"Opening {spec.describe()}…", "")
+        self.view.show_message(MessageKind.BUSY, f"Opening {spec.describe()}…", "")
         self.source_label.setText(f"Opening {spec.describe()}…")
         self._source_chosen = True
         self.worker.open_source(spec, start_at)
@@ -382,7 +379,7 @@ class MainWindow(QMainWindow):
             self.worker.pause()
 
     def _is_file(self) -> bool:
-        return self.last_spec is not None and self.last_spec.kind == "file"
+        return self.last_spec is not None and self.last_spec.kind == SourceKind.FILE
 
     def _on_seek_bar_seek_requested(self, frame: int) -> None:
         if self.source_state in ("playing", "paused") and self._is_file():
@@ -441,8 +438,8 @@ class MainWindow(QMainWindow):
         self._on_worker_people_changed(people)
         self._set_playing(self.playing)
         self.log_panel.reload()  # the log kept in the store, from earlier sessions too
-        if self.view.message.kind == "busy" and self.last_spec is None:
-            self.view.show_message("busy", "Looking for cameras…", "")
+        if self.view.message.kind is MessageKind.BUSY and self.last_spec is None:
+            self.view.show_message(MessageKind.BUSY, "Looking for cameras…", "")
 
     def _on_worker_failed(self, message: str) -> None:
         self._ready = False
@@ -452,7 +449,7 @@ class MainWindow(QMainWindow):
         self.view.set_dimmed(True)
         title = "Recognition stopped" if self.view.payload else "Recognition could not start"
         self.view.show_message(
-            "error", title,
+            MessageKind.ERROR, title,
             f"{message}\n\nDetails are in the log file:\n{self.log_path}",
             [("Open log folder", self._open_log_folder), ("Quit", self.close)])
         self.source_label.setText(title)
@@ -514,7 +511,7 @@ class MainWindow(QMainWindow):
         self.source_label.setText(f"{'Live: ' if live else 'Playing: '}{description}")
         self._update_title(description)
         self._set_playing(True)
-        if self.last_spec is not None and self.last_spec.kind == "camera":
+        if self.last_spec is not None and self.last_spec.kind == SourceKind.CAMERA:
             self.ui_settings.setValue("source/camera", int(self.last_spec.target))
 
     def _on_worker_source_failed(self, spec: SourceSpec, message: str) -> None:
@@ -522,18 +519,18 @@ class MainWindow(QMainWindow):
         self._set_playing(False)
         self.view.set_dimmed(True)
         self.source_label.setText("No source")
-        if spec.kind == "camera":
+        if spec.kind == SourceKind.CAMERA:
             self.view.show_message(
-                "warning", "Camera not available",
+                MessageKind.WARNING, "Camera not available",
                 f"{message}.\n\nChoose another camera, or open a video file or a stream.",
                 [("Open video file…", self._on_open_file),
                  ("Search for cameras", self.look_for_camera),
                  ("Open stream URL…", self._on_open_url)])
-        elif spec.kind == "file":
-            self.view.show_message("warning", "Cannot play this video", message,
+        elif spec.kind == SourceKind.FILE:
+            self.view.show_message(MessageKind.WARNING, "Cannot play this video", message,
                                    [("Open another video…", self._on_open_file)])
         else:
-            self.view.show_message("warning", "Cannot open the stream", message,
+            self.view.show_message(MessageKind.WARNING, "Cannot open the stream", message,
                                    [("Retry", lambda: self.open_source(spec)),
                                     ("Open stream URL…", self._on_open_url),
                                     ("Open video file…", self._on_open_file)])
@@ -542,10 +539,10 @@ class MainWindow(QMainWindow):
         self.source_state = "lost"
         self._set_playing(False)
         self.view.set_dimmed(True)
-        what = "Camera" if self.last_spec and self.last_spec.kind == "camera" else "Stream"
+        what = "Camera" if self.last_spec and self.last_spec.kind == SourceKind.CAMERA else "Stream"
         self.source_label.setText(f"{what} lost")
         self.view.show_message(
-            "warning", f"{what} lost",
+            MessageKind.WARNING, f"{what} lost",
             f"{message}.\n\nCheck the cable or the network, then retry, or choose another "
             "source.",
             [("Retry", self.start), ("Choose another…", self._choose_another_source),
@@ -558,7 +555,7 @@ class MainWindow(QMainWindow):
         self.view.set_dimmed(True)
         name = self.last_spec.describe() if self.last_spec else "The video"
         self.source_label.setText(f"Ended: {name}")
-        self.view.show_message("info", "Video ended", f"{name} has played to the end.",
+        self.view.show_message(MessageKind.INFO, "Video ended", f"{name} has played to the end.",
                                [("Replay", self.replay),
                                 ("Open another video…", self._on_open_file)])
 
@@ -573,11 +570,11 @@ class MainWindow(QMainWindow):
                 f"frame {payload.position}"
             self.source_label.setText(f"Stopped at {at}")
             self.view.show_message(
-                "info", "Stopped", f"The video is closed at {at}. Start continues from there; "
+                MessageKind.INFO, "Stopped", f"The video is closed at {at}. Start continues from there; "
                 "Replay starts it over.", [("Start", self.start), ("Replay", self.replay)])
             return
         self.source_label.setText("Stopped")
-        self.view.show_message("info", "Stopped", "Recognition is stopped and the camera is "
+        self.view.show_message(MessageKind.INFO, "Stopped", "Recognition is stopped and the camera is "
                                "released.", [("Start", self.start)])
 
     def _on_worker_cameras_found(self, cameras: list[int], auto_open: bool) -> None:
@@ -593,7 +590,7 @@ class MainWindow(QMainWindow):
             return
         self.source_label.setText("No camera found")
         self.view.show_message(
-            "warning", "No camera found",
+            MessageKind.WARNING, "No camera found",
             "No camera is connected, or every camera is in use by another program.\n\n"
             "You can open a video file or a network stream instead.",
             [("Open video file…", self._on_open_file),
@@ -650,7 +647,7 @@ class MainWindow(QMainWindow):
         source gives the reason, since its last frame is no longer what the camera sees.
         """
         frame = self.current_frame()
-        what = "camera" if self.last_spec and self.last_spec.kind == "camera" else \
+        what = "camera" if self.last_spec and self.last_spec.kind == SourceKind.CAMERA else \
             "video" if self._is_file() else "stream"
         reasons = {
             "stopped": f"The {what} is stopped: press Start (Ctrl+R), then take the snapshot.",
@@ -714,8 +711,8 @@ class MainWindow(QMainWindow):
         except PersonError as exc:
             QMessageBox.warning(self, "This is a new person", str(exc).capitalize() + ".")
             return
-        if any(p.name.casefold() == clean.casefold() for p in self.people):
-            clean = next(p.name for p in self.people if p.name.casefold() == clean.casefold())
+        # The store's own rule for "the same name" (case and NFC, but "ß" is not "ss").
+        clean = next((p.name for p in self.people if name_key(p.name) == name_key(clean)), clean)
         self.correct_face(payload, face, clean)
 
     def correct_face(self, payload: FramePayload, face: FaceResult, name: str | None, *,

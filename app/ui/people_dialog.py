@@ -44,24 +44,23 @@ from PySide6.QtWidgets import (
 from app.pipeline.consistency import OUTDATED
 from app.pipeline.errors import PersonError
 from app.pipeline.outdated import Outdated
-from app.pipeline.store import normalize_name
+from app.pipeline.types import normalize_name
+from app.ui import palette
 from app.ui.enroll_dialog import flagged_icon, local_files, thumbnail_grid
+from app.ui.palette import ERROR_STYLE, HINT_STYLE, OK_STYLE, WARNING_STYLE, text_style
 from app.ui.screen import fit_to_screen
 from app.ui.widgets import button, confirm
 
 if TYPE_CHECKING:
     from app.pipeline.consistency import Flag
-    from app.pipeline.recognizer import Recognizer
-    from app.pipeline.store import FaceInfo, Person
+    from app.pipeline.recognizer import PersonFaces, Recognizer
+    from app.pipeline.types import FaceInfo, Person, PersonThumbnail
     from app.ui.worker import PipelineWorker, Reply
 
 log = logging.getLogger(__name__)
 
 THUMB = 56
 FACE_THUMB = 88
-ERROR_STYLE = "color: #dc2626;"
-WARNING_STYLE = "color: #b45309;"
-OK_STYLE = "color: #16a34a;"
 
 #: Sort orders of the people list: label -> key function (and reverse).
 SORTS: dict[str, tuple[Callable[[Person], object], bool]] = {
@@ -73,9 +72,9 @@ SORTS: dict[str, tuple[Callable[[Person], object], bool]] = {
 }
 
 
-def _load_people(rec: Recognizer, reply: Reply) -> tuple[list[tuple[Person, bytes | None]], Outdated]:
+def _load_people(rec: Recognizer, reply: Reply) -> tuple[list[PersonThumbnail], Outdated]:
     """Everyone with their first thumbnail, and the faces an older version made (worker thread)."""
-    return [(p, rec.store.thumbnail(p.id)) for p in rec.people()], rec.outdated()
+    return rec.people_with_thumbnails(), rec.outdated()
 
 
 def _faces_text(n: int) -> str:
@@ -149,9 +148,9 @@ class PeopleDialog(QDialog):
                                   "files here.")
         self.empty_label.setWordWrap(True)
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.empty_label.setStyleSheet("color: #6b7280; padding: 24px;")
+        self.empty_label.setStyleSheet(text_style(palette.HINT, "padding: 24px;"))
         self.no_match_label = QLabel("Nobody matches the search.")
-        self.no_match_label.setStyleSheet("color: #6b7280; padding: 12px;")
+        self.no_match_label.setStyleSheet(text_style(palette.HINT, "padding: 12px;"))
         self.no_match_label.hide()
 
         sp = QStyle.StandardPixmap
@@ -295,12 +294,12 @@ class PeopleDialog(QDialog):
             self._show_faces(None, [], {})
             return
 
-        def job(rec: Recognizer, reply: Reply) -> tuple[list[FaceInfo], dict[int, Flag]]:
-            return rec.faces_of(name), rec.audit(name)
+        def job(rec: Recognizer, reply: Reply) -> PersonFaces:
+            return rec.person_faces(name)
 
-        def done(result: tuple[list[FaceInfo], dict[int, Flag]]) -> None:
+        def done(result: PersonFaces) -> None:
             if not self._closed and seq == self._faces_seq:
-                self._show_faces(name, *result)
+                self._show_faces(name, result.faces, result.flags)
 
         def failed(message: str) -> None:
             if not self._closed and seq == self._faces_seq:
@@ -337,7 +336,7 @@ class PeopleDialog(QDialog):
         """Under the faces: the selected flagged face's reason, or how many are flagged."""
         if self._faces_of is None:
             self.face_note.setText("Select a person to see their faces.")
-            self.face_note.setStyleSheet("color: #6b7280;")
+            self.face_note.setStyleSheet(HINT_STYLE)
             return
         chosen = [i for i in self.selected_face_ids() if i in self.face_flags]
         n_old = sum(f.kind == OUTDATED for f in self.face_flags.values())
@@ -358,7 +357,7 @@ class PeopleDialog(QDialog):
         else:
             text = "No face is added yet." if not self.faces else ""
         self.face_note.setText(text)
-        self.face_note.setStyleSheet("color: #b45309;" if n_flag or n_old else "color: #6b7280;")
+        self.face_note.setStyleSheet(WARNING_STYLE if n_flag or n_old else HINT_STYLE)
 
     # -- selection helpers ---------------------------------------------------------------
     def names(self) -> list[str]:

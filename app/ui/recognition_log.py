@@ -34,11 +34,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.ui import palette
 from app.ui.widgets import confirm
 
 if TYPE_CHECKING:
     from app.pipeline.recognizer import Recognizer
-    from app.pipeline.store import Sighting
+    from app.pipeline.types import Sighting
     from app.ui.worker import PipelineWorker, Reply
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ UNKNOWN = "Unknown"
 CSV_HEADER = ("time", "name", "best_similarity", "seconds_seen", "source")
 #: Rows the panel shows (the store may keep more; Export CSV writes them all).
 SHOWN_ROWS = 1000
-UNKNOWN_COLOR = QColor("#ef4444")
+UNKNOWN_COLOR = QColor(palette.UNKNOWN)
 
 
 class ElidedLabel(QLabel):
@@ -126,11 +127,11 @@ class RecognitionLogPanel(QWidget):
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         header.setMinimumSectionSize(24)
         self.export_button = QPushButton("Export CSV…")
-        self.export_button.clicked.connect(self._on_export_clicked)
+        self.export_button.clicked.connect(self.ask_and_export)
         self.clear_button = QPushButton("Clear…")
         self.clear_button.clicked.connect(self._on_clear_clicked)
         self.summary = ElidedLabel("Nobody seen yet")
-        self.summary.setStyleSheet("color: #6b7280;")
+        self.summary.setStyleSheet(palette.HINT_STYLE)
         buttons = QHBoxLayout()
         buttons.addWidget(self.summary, 1)
         buttons.addWidget(self.clear_button)
@@ -269,7 +270,8 @@ class RecognitionLogPanel(QWidget):
             "CSV files (*.csv)")
         return path
 
-    def _on_export_clicked(self) -> None:
+    def ask_and_export(self) -> None:
+        """Ask where to save the log, then `export_csv` there (the menu's and the button's action)."""
         path = self._ask_csv_path()
         if path:
             self.export_csv(path)

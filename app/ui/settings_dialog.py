@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 from app.config import DEFAULT_FALSE_ACCEPT, Settings
 from app.pipeline.decision import describe_target, load_calibration
 from app.pipeline.errors import ModelError
+from app.ui.palette import HINT_STYLE
 from app.ui.screen import fit_to_screen
 
 #: Strictness choices: the share of strangers who may be named.
@@ -63,7 +64,7 @@ class SettingsDialog(QDialog):
             "this share the same however many people are enrolled. Stricter: fewer false "
             "names, and more enrolled faces left Unknown.")
         self.rule_hint = QLabel()
-        self.rule_hint.setStyleSheet("color: #6b7280;")
+        self.rule_hint.setStyleSheet(HINT_STYLE)
         self.rule_hint.setWordWrap(True)
 
         self.min_similarity = QDoubleSpinBox()
@@ -117,7 +118,7 @@ class SettingsDialog(QDialog):
         form.addRow("Search:", self.search)
         form.addRow("Camera resolution:", res)
         note = QLabel("The camera resolution applies the next time a camera is opened.")
-        note.setStyleSheet("color: #6b7280;")
+        note.setStyleSheet(HINT_STYLE)
         note.setWordWrap(True)
         form.addRow("", note)
         form.addRow("Inference threads:", self.threads)
@@ -200,7 +201,7 @@ class SettingsDialog(QDialog):
                       "log. Keep the password in ~/.pgpass or a service file, not here. Takes "
                       "effect the next time facerec starts; --store and FACEREC_STORE override it.")
         note.setWordWrap(True)
-        note.setStyleSheet("color: #6b7280;")
+        note.setStyleSheet(HINT_STYLE)
         inner = QVBoxLayout(box)
         inner.addWidget(self.store_url)
         inner.addWidget(note)

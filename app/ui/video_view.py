@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
+from enum import Enum
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,6 +34,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.ui import palette
+
 if TYPE_CHECKING:
     from app.pipeline.types import FaceResult
     from app.ui.worker import FramePayload
@@ -40,10 +43,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Known faces: a solid green box with "Name 0.83".
-KNOWN_COLOR = QColor("#22c55e")
+KNOWN_COLOR = QColor(palette.KNOWN)
 #: Unknown faces: a red dashed box with "Unknown".
-UNKNOWN_COLOR = QColor("#ef4444")
-BACKGROUND = QColor("#17181c")
+UNKNOWN_COLOR = QColor(palette.UNKNOWN)
+BACKGROUND = QColor(palette.VIDEO_BACKGROUND)
 
 Action = tuple[str, Callable[[], None]]
 
@@ -61,23 +64,32 @@ def rgb_to_qimage(frame: np.ndarray, copy: bool = True) -> QImage:
     return image.copy() if copy else image
 
 
+class MessageKind(Enum):
+    """What a state message over the video is: it decides the icon."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    BUSY = "busy"
+
+
 class MessagePanel(QFrame):
     """A rounded card over the video that explains a state and offers actions."""
 
     ICONS = {
-        "info": QStyle.StandardPixmap.SP_MessageBoxInformation,
-        "warning": QStyle.StandardPixmap.SP_MessageBoxWarning,
-        "error": QStyle.StandardPixmap.SP_MessageBoxCritical,
-        "busy": QStyle.StandardPixmap.SP_BrowserReload,
+        MessageKind.INFO: QStyle.StandardPixmap.SP_MessageBoxInformation,
+        MessageKind.WARNING: QStyle.StandardPixmap.SP_MessageBoxWarning,
+        MessageKind.ERROR: QStyle.StandardPixmap.SP_MessageBoxCritical,
+        MessageKind.BUSY: QStyle.StandardPixmap.SP_BrowserReload,
     }
 
     def __init__(self, parent: QWidget) -> None:
         super().__init__(parent)
         self.setObjectName("messagePanel")
         self.setStyleSheet(
-            "#messagePanel { background: rgba(32, 34, 40, 235); border: 1px solid #3b3f4a;"
-            " border-radius: 12px; }"
-            "#messagePanel QLabel { color: #e8e8ea; background: transparent; }"
+            f"#messagePanel {{ background: {palette.PANEL_BACKGROUND}; border: 1px solid "
+            f"{palette.PANEL_BORDER}; border-radius: 12px; }}"
+            f"#messagePanel QLabel {{ color: {palette.PANEL_TEXT}; background: transparent; }}"
             "#messageTitle { font-size: 16px; font-weight: 600; }"
             "#messagePanel QPushButton { padding: 6px 14px; }"
         )
@@ -100,13 +112,14 @@ class MessagePanel(QFrame):
         layout.addWidget(self.text)
         layout.addLayout(self._buttons)
         self.buttons: dict[str, QPushButton] = {}
-        self.kind = ""
+        self.kind: MessageKind | None = None
         self.hide()
 
-    def show_message(self, kind: str, title: str, text: str, actions: Sequence[Action] = ()) -> None:
-        """Show a state: *kind* is "info", "warning", "error" or "busy"."""
+    def show_message(self, kind: MessageKind, title: str, text: str,
+                     actions: Sequence[Action] = ()) -> None:
+        """Show a state, with the icon of its *kind*."""
         self.kind = kind
-        icon = self.style().standardIcon(self.ICONS.get(kind, self.ICONS["info"]))
+        icon = self.style().standardIcon(self.ICONS[kind])
         self.icon.setPixmap(icon.pixmap(QSize(32, 32)))
         self.title.setText(title)
         self.text.setText(text)
@@ -194,18 +207,12 @@ class VideoView(QWidget):
         self.dimmed = False
         self.update()
 
-    def clear(self) -> None:
-        """Forget the last frame."""
-        self._image = None
-        self.payload = None
-        self.update()
-
     def set_dimmed(self, dimmed: bool) -> None:
         """Grey out the last frame (stopped, ended, lost)."""
         self.dimmed = dimmed
         self.update()
 
-    def show_message(self, kind: str, title: str, text: str = "",
+    def show_message(self, kind: MessageKind, title: str, text: str = "",
                      actions: Sequence[Action] = ()) -> None:
         """Show a state message over the video."""
         self.message.show_message(kind, title, text, actions)

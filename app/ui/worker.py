@@ -13,18 +13,14 @@ source is playing, while it waits on that queue. Each job answers through a `Rep
 Frames are dropped, never queued. At most one `FramePayload` is in flight: the worker
 sets ``_gui_busy`` when it emits one, and the GUI calls `frame_shown` once it has
 painted it. A frame read while the GUI is still busy is thrown away, so Qt's event
-queue never fills up and the picture on screen is always the newest. Live sources are
-read through a `LatestFrameGrabber`, which itself keeps only the newest frame; video
-files are decoded ahead by a `ReadAhead` and paced at their native frame rate, skipping
-frames when processing is slower, so a file plays in real time like a camera.
+queue never fills up and the picture on screen is always the newest.
 
-Frames go through a `StreamPipeline`: when the next frame is already waiting, its
-detection runs on one core while this frame's faces are embedded on the other, and the
-results still come out in order. When no frame is waiting (the usual case: a camera
-delivers 30 frames a second) each frame is finished at once, so nothing waits for the
-next frame to be shown. A finished frame that the GUI is too busy to take is kept until
-it is free, unless a newer one finishes first. The pipeline is drained before any job
-runs and before the gallery is followed, so those see the recognizer idle.
+The source itself is played by a `Stream` (app/pipeline/stream.py, Qt-free, the same
+loop ``facerec watch`` and ``facerec bench`` use): its decoding thread, a file paced at
+its own frame rate, the live timeout, seeking, the tracker, the fps window, following
+the gallery. Its results come out in order; a finished frame that the GUI is too busy
+to take is kept until it is free, unless a newer one finishes first. The stream is
+drained before any job runs, so jobs see the recognizer idle.
 
 Methods on a `QThread` subclass run in the *caller's* thread: everything public here
 only sets an `Event` or puts a job on the queue.
@@ -37,7 +33,6 @@ import queue
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,14 +43,13 @@ from PySide6.QtCore import QObject, QThread, QTimer, Signal
 from app.config import Paths, Settings
 from app.pipeline.appearances import AppearanceLog, prune
 from app.pipeline.errors import FacerecError, SourceError, StoreError
-from app.pipeline.sources import LatestFrameGrabber, ReadAhead, SourceSpec, VideoSource, list_cameras
+from app.pipeline.sources import SourceKind, SourceSpec, VideoSource, list_cameras
 from app.pipeline.tracking import FaceTracker
 
 if TYPE_CHECKING:
     from app.pipeline.recognizer import Recognizer
-    from app.pipeline.store import Sighting
-    from app.pipeline.stream import Processed, StreamPipeline
-    from app.pipeline.types import FrameResult
+    from app.pipeline.stream import GalleryFollower, Processed, Stream
+    from app.pipeline.types import FrameResult, Sighting
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +58,6 @@ log = logging.getLogger(__name__)
 GUI_ACK_TIMEOUT_S = 1.0
 #: How long queued jobs may run between two frames before a frame is processed.
 JOB_BUDGET_S = 0.08
-#: A live source that delivers nothing for this long counts as lost.
-LIVE_TIMEOUT_S = 5.0
-#: Poll interval of the idle loop and of short waits (bounds how long `stop` takes).
-POLL_S = 0.05
 #: Seconds between checks for changes another process or workstation made to the store
 #: (one cheap local query; a shared gallery's mirror is kept current in the background).
 STORE_CHECK_S = 0.5
@@ -75,9 +65,6 @@ STORE_CHECK_S = 0.5
 LOG_FLUSH_S = 1.0
 #: Seconds between applications of the log's retention setting.
 PRUNE_EVERY_S = 3600.0
-
-RecognizerFactory = Callable[[Paths, Settings], "Recognizer"]
-
 
 def _open_recognizer(paths: Paths, settings: Settings) -> Recognizer:
     from app.pipeline.recognizer import Recognizer
@@ -167,8 +154,6 @@ class PipelineWorker(QThread):
         The data directory.
     settings : Settings
         Initial settings (camera resolution is read from them when a camera opens).
-    recognizer_factory : callable, optional
-        Builds the recognizer in the worker thread (tests may inject one).
     """
 
     #: The recognizer is open; carries the list of enrolled `Person`.
@@ -204,13 +189,11 @@ class PipelineWorker(QThread):
     instances: weakref.WeakSet[PipelineWorker] = weakref.WeakSet()
 
     def __init__(self, paths: Paths, settings: Settings | None = None, *,
-                 recognizer_factory: RecognizerFactory | None = None,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("PipelineWorker")
         self.paths = paths
         self._settings = (settings or Settings.load(paths.settings)).validated()
-        self._factory = recognizer_factory or _open_recognizer
         self._jobs: queue.SimpleQueue[tuple[Job, Reply, bool] | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._gui_busy = threading.Event()
@@ -219,27 +202,15 @@ class PipelineWorker(QThread):
         self._alive = True  # False once run() has finished (read from the GUI thread)
         self.failure: str | None = None
         # Worker-thread state: touched only inside run() and the jobs it executes.
-        self._source: VideoSource | None = None
-        self._grabber: LatestFrameGrabber | None = None
-        self._reader: ReadAhead | None = None
-        self._pipe: StreamPipeline | None = None
+        self._stream: Stream | None = None
+        self._follower: GalleryFollower | None = None
         self._ready: Processed | None = None  # finished, waiting for the GUI to be free
         self._spec: SourceSpec | None = None
-        self._play_start = 0.0
-        self._position = 0
-        self._last_frame_at = 0.0
-        self._live_count = 0
         self._tracker = FaceTracker()
-        self._checked_store_at = 0.0
-        self._offline_since: float | None = None
-        self._stamps: deque[float] = deque(maxlen=64)
-        self._paused = False
         self._journal = AppearanceLog()
         self._journal_at = 0.0
         self._new_log_row = False
         self._pruned_at = -PRUNE_EVERY_S
-        self.frames_processed = 0
-        self.frames_dropped = 0
         PipelineWorker.instances.add(self)
 
     # -- API for the GUI thread (only sets events and queues jobs) -------------------
@@ -298,7 +269,7 @@ class PipelineWorker(QThread):
 
     def seek(self, frame: int) -> None:
         """Jump to frame *frame* of a video file; a paused file shows that frame."""
-        self._internal(lambda rec, reply: self._do_seek(rec, frame))
+        self._internal(lambda rec, reply: self._do_seek(frame))
 
     def clear_log(self, on_done: Callable[[Any], None] | None = None,
                   on_error: Callable[[str], None] | None = None) -> Reply:
@@ -313,7 +284,13 @@ class PipelineWorker(QThread):
     @property
     def tracker(self) -> FaceTracker:
         """The current stream's tracker. Worker thread only: for jobs (corrections)."""
-        return self._tracker
+        return self._stream.tracker if self._stream is not None else self._tracker
+
+    @property
+    def frames_dropped(self) -> int:
+        """Frames dropped so far on the current source (pipeline or GUI busy)."""
+        stream = self._stream
+        return stream.dropped if stream is not None else 0
 
     def close_source(self) -> None:
         """Stop playing and release the camera or file."""
@@ -363,7 +340,7 @@ class PipelineWorker(QThread):
     def run(self) -> None:  # noqa: D102 - QThread entry point
         log.info("pipeline worker starting")
         try:
-            rec = self._factory(self.paths, self._settings)
+            rec = _open_recognizer(self.paths, self._settings)
         except FacerecError as exc:
             log.error("cannot start recognition: %s", exc)
             self._finish(str(exc))
@@ -373,18 +350,28 @@ class PipelineWorker(QThread):
             self._finish(f"unexpected {type(exc).__name__}: {exc}")
             return
         failure = None
+        # Imported here, as the recognizer is: the window shows before the models load.
+        from app.pipeline.stream import GalleryFollower
+
+        self._follower = GalleryFollower(
+            rec, STORE_CHECK_S, on_change=lambda: self.people_changed.emit(rec.people()),
+            on_offline=self.store_status.emit)
         try:
             self._prune_log(rec)  # before the window shows the log
             self.ready.emit(rec.people())
             while not self._stop.is_set():
                 self._run_jobs(rec, JOB_BUDGET_S)
-                if self._source is None or self._paused:
+                stream = self._stream
+                if stream is None or stream.paused:
                     self._settle()  # a frame in flight when the file was paused is shown
                     self._show_ready()
                     self._wait_for_job(rec, 0.25)
+                    if self._follower.due():
+                        self._settle()
+                        self._follower.check()
                     self._housekeeping(rec)
                 else:
-                    self._step(rec)
+                    self._step(rec, stream)
         except Exception as exc:
             log.exception("pipeline worker crashed")
             failure = f"unexpected {type(exc).__name__}: {exc}"
@@ -411,25 +398,6 @@ class PipelineWorker(QThread):
                 break
             if item is not None:
                 item[1].failed.emit(failure or "recognition has stopped")
-
-    def _check_store(self, rec: Recognizer) -> None:
-        """Follow changes made elsewhere, and say when a shared gallery goes or returns."""
-        now = time.monotonic()
-        if now - self._checked_store_at <= STORE_CHECK_S:
-            return
-        # Another facerec process (the CLI, a second window, another workstation) may have
-        # changed the gallery; one cheap query tells, and the index catches up only then.
-        self._checked_store_at = now
-        self._settle()
-        try:
-            if rec.refresh():
-                self.people_changed.emit(rec.people())
-        except FacerecError as exc:  # e.g. the store is locked for long: try again later
-            log.warning("could not follow changes to the gallery: %s", exc)
-        since = rec.store.offline_since
-        if since != self._offline_since:
-            self._offline_since = since
-            self.store_status.emit(since)
 
     def _wait_for_job(self, rec: Recognizer, timeout: float) -> None:
         try:
@@ -470,24 +438,14 @@ class PipelineWorker(QThread):
         if people_changed:
             self.people_changed.emit(rec.people())
 
-    # -- store and recognition log (worker thread) --------------------------------
+    # -- recognition log (worker thread) ------------------------------------------
     def _housekeeping(self, rec: Recognizer) -> None:
-        """Between frames or while idle: follow the store, write the log, apply retention."""
-        self._check_store(rec)
+        """Between frames or while idle: write the log, apply retention."""
         now = time.monotonic()
         if self._journal.has_pending and (self._new_log_row or now - self._journal_at >= LOG_FLUSH_S):
             self._publish_log(rec)
         if now - self._pruned_at > PRUNE_EVERY_S:
             self._prune_log(rec)
-
-    def _log_frame(self, result: FrameResult) -> None:
-        """Account for a finished frame in the recognition log (frames in order).
-
-        A new row (someone came into view) is written and shown by the next
-        `_housekeeping`, before the next frame is processed.
-        """
-        if self._journal.update(result):
-            self._new_log_row = True
 
     def _publish_log(self, rec: Recognizer) -> None:
         """Write the log rows that changed and hand them to the GUI."""
@@ -511,53 +469,31 @@ class PipelineWorker(QThread):
 
     # -- sources (worker thread) ---------------------------------------------------
     def _do_pause(self, paused: bool) -> None:
-        if self._source is None or self._grabber is not None or paused == self._paused:
-            return  # nothing to pause, a live source, or already so
-        self._paused = paused
-        if not paused:  # pace on from here, not from where the file was paused
-            self._play_start = time.monotonic() - self._position / self._source.fps
-        self.paused_changed.emit(paused)
+        if self._stream is not None and self._stream.pause(paused):
+            self.paused_changed.emit(paused)
 
-    def _do_seek(self, rec: Recognizer, frame: int) -> None:
-        if self._reader is None or self._spec is None or self._pipe is None:
-            return  # nothing playing, or a live source
-        # The file is decoded ahead on the reader's thread, which alone may touch its
-        # capture: open the file again at *frame* and give it a new reader.
-        s = self._settings
-        try:
-            source = VideoSource(self._spec, s.camera_width, s.camera_height)
-        except SourceError as exc:
-            log.warning("cannot seek %s: %s", self._spec.describe(), exc)
-            return
-        if not source.seek(frame):
-            source.close()
-            return
-        self._pipe.close()  # the frame in flight belongs to another moment: dropped
-        self._ready = None
-        self._reader.close()
-        self._source, self._reader = source, ReadAhead(source)
-        self._position = frame if source.frame_count is None else min(frame, source.frame_count - 1)
-        self._play_start = time.monotonic() - self._position / source.fps
-        self._tracker.reset()  # the faces of another moment
-        self._pipe = self._new_pipe(rec)
-        if self._paused:  # show the frame sought, and stay there
-            shown = self._reader.read()
-            if shown is not None:
-                self._position += 1
-                self._process_frame(shown, force=True)
-
-    def _new_pipe(self, rec: Recognizer) -> StreamPipeline:
-        from app.pipeline.stream import StreamPipeline
-
-        return StreamPipeline(rec, self._tracker)
+    def _do_seek(self, frame: int) -> None:
+        stream = self._stream
+        if stream is None or not stream.seek(frame):
+            return  # nothing playing, a live source, or the file cannot seek there
+        self._ready = None  # the frame finished before the seek belongs to another moment
+        if stream.paused:  # show the frame sought, and stay there
+            for p in stream.still():
+                self._ready = p
+            self._show_ready(force=True)
 
     def _do_open(self, rec: Recognizer, spec: SourceSpec, start_at: int = 0) -> None:
+        from app.pipeline.stream import Stream
+
         self._do_close(emit=False)
         self._spec = spec
         log.info("opening %s", spec.describe())
         s = self._settings
         try:
             source = VideoSource(spec, s.camera_width, s.camera_height)
+            self._stream = Stream(rec, source, self._collect, paced=True, start_at=start_at,
+                                  follower=self._follower,
+                                  housekeeping=lambda: self._housekeeping(rec))
         except SourceError as exc:
             log.warning("cannot open %s: %s", spec.describe(), exc)
             self.source_failed.emit(spec, str(exc))
@@ -566,43 +502,18 @@ class PipelineWorker(QThread):
             log.exception("cannot open %s", spec.describe())
             self.source_failed.emit(spec, f"{spec.describe()}: {type(exc).__name__}: {exc}")
             return
-        self._source = source
-        self._play_start = self._last_frame_at = time.monotonic()
-        self._position = 0
-        if start_at > 0 and source.seek(start_at):  # a stopped file resumes where it was
-            self._position = source.frames_read
-            self._play_start -= self._position / source.fps
-        # From here on a thread of its own reads the source (and releases it).
-        if source.is_live:
-            self._grabber = LatestFrameGrabber(source)
-        else:
-            self._reader = ReadAhead(source)
-        self._live_count = 0
-        self._tracker = FaceTracker()  # tracks belong to one stream
-        self._pipe = self._new_pipe(rec)
         self._ready = None
         self._journal.start(spec.describe())  # new tracker, new track ids: new appearances
-        self._paused = False
-        self._stamps.clear()
-        self.frames_dropped = 0
         self._gui_busy.clear()
         self.source_opened.emit(spec.describe(), source.is_live)
 
     def _do_close(self, emit: bool) -> None:
-        pipe, grabber, reader, source = self._pipe, self._grabber, self._reader, self._source
-        self._pipe, self._ready = None, None
-        self._grabber, self._reader, self._source = None, None, None
-        if pipe is not None:
-            pipe.close()
-        # A reader thread releases the source as it ends; otherwise this (the worker)
-        # thread, which opened it, does.
-        if grabber is not None:
-            grabber.close()
-        elif reader is not None:
-            reader.close()
-        elif source is not None:
-            source.close()
-        if emit and source is not None:
+        stream, self._stream, self._ready = self._stream, None, None
+        if stream is None:
+            return
+        self._tracker = stream.tracker  # corrections may still ask for the last one
+        stream.close()
+        if emit:
             self.source_closed.emit()
 
     def _do_find_cameras(self, auto_open: bool) -> None:
@@ -612,72 +523,39 @@ class PipelineWorker(QThread):
             log.exception("probing for cameras failed")
             cams = []
         # The camera we are reading from is busy and would not be found by probing.
-        if self._source is not None and self._spec is not None and self._spec.kind == "camera":
-            cams = sorted(set(cams) | {int(self._spec.target)})
+        if self._stream is not None and self._stream.spec.kind == SourceKind.CAMERA:
+            cams = sorted(set(cams) | {int(self._stream.spec.target)})
         log.info("cameras found: %s", cams)
         self.cameras_found.emit(cams, auto_open)
 
-    def _next_frame(self) -> np.ndarray | None | bool:
-        """The frame to process now; None at the end; False if none is due yet."""
-        if self._grabber is not None:
-            t0 = time.monotonic()
-            try:
-                frame = self._grabber.latest(timeout=POLL_S * 4)
-            except SourceError:
-                # A timeout (nothing new yet) is not a loss unless it lasts; an error the
-                # grabber hit returns at once and is re-raised.
-                if time.monotonic() - t0 < POLL_S * 4 * 0.9:
-                    raise
-                if time.monotonic() - self._last_frame_at > LIVE_TIMEOUT_S:
-                    raise SourceError(f"{self._spec.describe() if self._spec else 'source'}: "
-                                      f"no frame for {LIVE_TIMEOUT_S:.0f} s") from None
-                return False
-            if frame is None:
-                raise SourceError(f"{self._spec.describe() if self._spec else 'stream'}: ended")
-            return frame
-        # A video file: frame n is due at start + n / fps. When processing falls behind,
-        # skip the frames whose successor is already due, so the file plays in real time.
-        source, reader = self._source, self._reader
-        assert source is not None and reader is not None
-        fps = source.fps
-        now = time.monotonic()
-        due = self._play_start + self._position / fps
-        if due > now:
-            self._stop.wait(min(due - now, POLL_S))
-            return False
-        target = int((now - self._play_start) * fps)
-        if target - self._position > 2 * fps:  # far behind (e.g. a long job): resync
-            self._play_start = now - self._position / fps
-            target = self._position
-        while self._position < target:
-            if reader.read() is None:
-                return None
-            self._position += 1
-            self.frames_dropped += 1
-        frame = reader.read()
-        self._position += 1
-        return frame
-
-    def _frame_waiting(self) -> bool:
-        """True if the next frame can be read at once (then the pipeline overlaps)."""
-        if self._grabber is not None:
-            return self._grabber.has_new()
-        if self._source is None or self._paused:
-            return False
-        return self._play_start + self._position / self._source.fps <= time.monotonic()
-
-    def _step(self, rec: Recognizer) -> None:
+    def _step(self, rec: Recognizer, stream: Stream) -> None:
         """Read, process and emit one frame; a failure ends the source, not the worker."""
         try:
-            self._process_next(rec)
+            self._show_ready()
+            if stream.step(wanted=self._gui_wants_frame):
+                self._show_ready()
+                return
+            if stream.live:
+                raise SourceError(f"{stream.describe()}: ended")
         except SourceError as exc:
             log.warning("source lost: %s", exc)
             self._do_close(emit=False)
             self.source_lost.emit(str(exc))
+            return
         except Exception as exc:  # a decoder or model error on one frame
             log.exception("frame processing failed")
             self._do_close(emit=False)
             self.source_lost.emit(f"unexpected {type(exc).__name__}: {exc} (details in the log)")
+            return
+        log.info("%s ended", stream.describe())
+        self._show_ready(force=True)
+        self._do_close(emit=False)
+        self.source_ended.emit()
+
+    def _gui_wants_frame(self) -> bool:
+        """Asked for each frame read: show what is ready; False while the GUI still paints."""
+        self._show_ready()
+        return self._gui_free(time.monotonic())
 
     def _gui_free(self, now: float) -> bool:
         """Whether a payload may be emitted: the GUI painted the last one (or timed out)."""
@@ -688,93 +566,27 @@ class PipelineWorker(QThread):
         log.debug("no acknowledgement from the GUI for %.1f s; sending anyway", now - self._busy_since)
         return True
 
-    def _process_next(self, rec: Recognizer) -> None:
-        self._show_ready()
-        frame = self._next_frame()
-        if frame is False:
-            return
-        if frame is None:
-            log.info("%s ended", self._spec.describe() if self._spec else "video")
-            self._settle()
-            self._show_ready(force=True)
-            self._do_close(emit=False)
-            self.source_ended.emit()
-            return
-        assert isinstance(frame, np.ndarray)
-        self._housekeeping(rec)
-        self._process_frame(frame)
-
-    def _process_frame(self, frame: np.ndarray, force: bool = False) -> None:
-        """Push one frame through the pipeline; emit the newest finished one.
-
-        A frame read while the GUI is still busy is dropped (unless *force*). A forced
-        frame is one shown while paused (a seek): it is finished and emitted at once, and
-        it is not a sighting in time, so the recognition log does not count it.
-        """
-        pipe = self._pipe
-        assert pipe is not None
-        now = time.monotonic()
-        self._last_frame_at = now
-        self._show_ready()
-        if not force and not self._gui_free(now):
-            self.frames_dropped += 1  # the GUI is still painting the last one: drop
-            self._collect(pipe.finish())  # shown once the GUI is free
-            return
-        if self._grabber is not None:
-            self._live_count += 1
-        position = self._live_count if self._grabber is not None else self._position - 1
-        if force:
-            self._settle()
-            for p in pipe.push(frame, position) + pipe.finish():
-                self._count(p)
-                self._ready = p
-            self._show_ready(force=True)
-            return
-        self._collect(pipe.push(frame, position))
-        if not self._frame_waiting():
-            self._collect(pipe.finish())  # nothing else to do: show this frame now
-        self._show_ready()
-
     def _settle(self) -> None:
-        """Finish the frame in flight, so nothing runs on the recognizer meanwhile."""
-        if self._pipe is not None:
-            self._collect(self._pipe.finish())
+        """Finish the frame in flight, so nothing runs on the recognizer."""
+        if self._stream is not None:
+            self._stream.finish()
 
-    def _count(self, p: Processed) -> None:
-        self.frames_processed += 1
-        self._stamps.append(time.monotonic())
-        if self.frames_processed % 100 == 0:
-            log.info("%.1f fps, %.0f ms per frame, %d dropped", self._fps(),
-                     p.result.timings.get("total", 0.0), self.frames_dropped)
-
-    def _collect(self, done: list[Processed]) -> None:
-        """Count and log finished frames; keep the newest for the GUI (older are dropped)."""
-        for p in done:
-            self._count(p)
-            self._log_frame(p.result)
-            if self._ready is not None:
-                self.frames_dropped += 1  # superseded before the GUI could take it
-            self._ready = p
-
-    def _fps(self) -> float:
-        if len(self._stamps) < 2:
-            return 0.0
-        while len(self._stamps) > 2 and self._stamps[-1] - self._stamps[0] > 2.0:
-            self._stamps.popleft()
-        span = self._stamps[-1] - self._stamps[0]
-        return (len(self._stamps) - 1) / span if span > 0 else 0.0
+    def _collect(self, p: Processed) -> None:
+        """A finished frame, in order: log it; keep the newest for the GUI (older are dropped)."""
+        if self._journal.update(p.result):
+            self._new_log_row = True  # written and shown before the next frame
+        if self._ready is not None and self._stream is not None:
+            self._stream.dropped += 1  # superseded before the GUI could take it
+        self._ready = p
 
     def _show_ready(self, force: bool = False) -> None:
         """Emit the newest finished frame if the GUI can take it (or if *force*)."""
-        ready = self._ready
-        if ready is None or not (force or self._gui_free(time.monotonic())):
+        ready, stream = self._ready, self._stream
+        if ready is None or stream is None or not (force or self._gui_free(time.monotonic())):
             return
         self._ready = None
-        live = self._grabber is not None
         self._busy_since = time.monotonic()
         self._gui_busy.set()
         self.result_ready.emit(FramePayload(
-            ready.frame, ready.result, self._fps(), self._spec.describe() if self._spec else "",
-            live, ready.tag, self.frames_dropped,
-            None if live or self._source is None else self._source.frame_count, self._paused,
-            self._source.fps if self._source is not None else 0.0))
+            ready.frame, ready.result, stream.fps_now(), stream.describe(), stream.live,
+            ready.tag, stream.dropped, stream.frame_count, stream.paused, stream.fps))

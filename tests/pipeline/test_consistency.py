@@ -30,7 +30,7 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> dict[Path, NewFace]:
     with Recognizer.open(paths, Settings()) as rec:
         photos = {p for ps in identity_groups().values() for p in ps} | {
             DEEPFACE / f for f in ("img3.jpg", "img13.jpg", "img16.jpg", "img20.jpg", "img22.jpg")}
-        return {p: rec.enroll_file(p).face for p in photos}
+        return {p: rec.prepare_file(p).face for p in photos}
 
 
 @pytest.fixture

@@ -131,7 +131,7 @@ def shared_faces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[New
     """Every shared photo embedded as enrollment embeds it."""
     rec = Recognizer.open(Paths(tmp_path_factory.mktemp("embed")), Settings())
     try:
-        return {n: [rec.enroll_file(p).face for p in photos] for n, photos in shared_people().items()}
+        return {n: [rec.prepare_file(p).face for p in photos] for n, photos in shared_people().items()}
     finally:
         rec.close()
 

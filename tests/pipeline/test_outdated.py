@@ -35,7 +35,7 @@ def run(capsys, data_dir: Path, *args: object) -> tuple[int, str, str]:  # noqa:
 @pytest.fixture(scope="module")
 def obama(tmp_path_factory: pytest.TempPathFactory) -> dict[str, NewFace]:
     with Recognizer.open(Paths(tmp_path_factory.mktemp("embed")), Settings()) as rec:
-        return {p.name: rec.enroll_file(p).face for p in (FR / "obama.jpg", FR / "obama2.jpg",
+        return {p.name: rec.prepare_file(p).face for p in (FR / "obama.jpg", FR / "obama2.jpg",
                                                             FR / "biden.jpg")}
 
 

@@ -29,6 +29,7 @@ from app.pipeline.quality import (
     square_transform,
 )
 from app.pipeline.recognizer import Recognizer
+from app.pipeline.types import PHOTO_OF_ONE, SNAPSHOT, Refusal
 from tests.conftest import DEEPFACE, FR
 
 FACE_PX = 170
@@ -88,12 +89,15 @@ def test_a_motion_blurred_snapshot_is_refused(data_dir: Path, detector: FaceDete
     frame = webcam_frame(rgb, detector.detect(rgb)[0].box, 260)
     smeared = jpeg(blurred_frame(frame, 24, 90))
     with Recognizer.open(Paths(data_dir), Settings()) as rec:
-        assert rec.enroll_face(jpeg(frame), require_single=True, check_quality=True).face is not None
-        with pytest.raises(NoFaceError, match="face too blurred"):
-            rec.enroll_face(smeared, require_single=True, check_quality=True)
+        assert rec.prepare_image(jpeg(frame), policy=SNAPSHOT).face is not None
+        with pytest.raises(NoFaceError, match="face too blurred: hold still") as refused:
+            rec.prepare_image(smeared, policy=SNAPSHOT)
+        assert refused.value.reason is Refusal.BLURRED
+        with pytest.raises(NoFaceError, match="face too blurred$"):  # a photo cannot hold still
+            rec.prepare_image(smeared, policy=PHOTO_OF_ONE)
         # The face is found and its Laplacian variance is high: the old check (variance
         # of the Laplacian >= 20) took this frame.
-        face = rec.enroll_face(smeared).detection
+        face = rec.prepare_image(smeared).detection
         crop = warp(smeared, square_transform(rec.detector.refine(smeared, face)))
         grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
         assert cv2.Laplacian(grey, cv2.CV_64F).var() > 20

@@ -249,7 +249,7 @@ def test_restore_under_a_running_recognizer(tmp_path: Path, capsys) -> None:
         assert running.refresh()  # the generation moved: it reloads
         faces = running.process(load_image(FR / "obama2.jpg")).faces
         assert [f.name for f in faces] == ["Obama"]
-        running.enroll("Biden", [running.enroll_file(FR / "biden.jpg").face])
+        running.enroll("Biden", [running.prepare_file(FR / "biden.jpg").face])
     assert store_counts(dst / "faces.db") == {"Obama": 1, "Biden": 1}  # its write landed
 
 

@@ -107,7 +107,7 @@ def test_a_scene_cut_rescans_every_tile() -> None:
 @pytest.fixture(scope="module")
 def rec(tmp_path_factory: pytest.TempPathFactory) -> Recognizer:
     r = Recognizer.open(Paths(tmp_path_factory.mktemp("data")), Settings())
-    r.enroll("Jolie", [r.enroll_file(DEEPFACE / "img1.jpg").face])
+    r.enroll("Jolie", [r.prepare_file(DEEPFACE / "img1.jpg").face])
     yield r
     r.close()
 

@@ -525,8 +525,8 @@ def test_a_large_shared_gallery_is_searched_in_the_database(pg_url: str, tmp_pat
 
     monkeypatch.setattr(shared, "DB_SEARCH_ABOVE", 1)
     with Recognizer.open(Paths(tmp_path / "ws"), store=pg_url) as rec:
-        rec.enroll("Obama", [rec.enroll_file(FR / "obama.jpg").face,
-                             rec.enroll_file(FR / "obama2.jpg").face])
+        rec.enroll("Obama", [rec.prepare_file(FR / "obama.jpg").face,
+                             rec.prepare_file(FR / "obama2.jpg").face])
         rec.reload()
         assert isinstance(rec.index, shared.RemoteIndex)
         from app.pipeline.imageio import load_image

@@ -224,7 +224,7 @@ def test_face_corrections_reach_another_recognizer_incrementally(data_dir: Path)
     paths = Paths(data_dir)
     biden = load_image(FR / "biden.jpg")
     with Recognizer.open(paths) as a, Recognizer.open(paths) as b:
-        a.enroll("Obama", [a.enroll_file(FR / "obama.jpg").face, a.enroll_file(FR / "biden.jpg").face])
+        a.enroll("Obama", [a.prepare_file(FR / "obama.jpg").face, a.prepare_file(FR / "biden.jpg").face])
         b.refresh()
         assert [f.name for f in b.process(biden).faces] == ["Obama"]  # the mistake shows
 

@@ -11,7 +11,7 @@ import pytest
 from app.config import Paths, Settings
 from app.pipeline.recognizer import Recognizer
 from app.pipeline.sources import ReadAhead, VideoSource
-from app.pipeline.stream import StreamPipeline, run_stream
+from app.pipeline.stream import GalleryFollower, Processed, Stream, StreamPipeline
 from app.pipeline.tracking import FaceTracker
 from tests.conftest import DEEPFACE, FR
 from tests.pipeline.test_tracking import frames_of, small_face_scene
@@ -20,9 +20,9 @@ from tests.pipeline.test_tracking import frames_of, small_face_scene
 @pytest.fixture(scope="module")
 def rec(tmp_path_factory: pytest.TempPathFactory) -> Recognizer:
     r = Recognizer.open(Paths(tmp_path_factory.mktemp("data")), Settings())
-    r.enroll("Obama", [r.enroll_file(FR / "obama.jpg").face])
-    r.enroll("Biden", [r.enroll_file(FR / "biden.jpg").face])
-    r.enroll("Jolie", [r.enroll_file(DEEPFACE / "img1.jpg").face])
+    r.enroll("Obama", [r.prepare_file(FR / "obama.jpg").face])
+    r.enroll("Biden", [r.prepare_file(FR / "biden.jpg").face])
+    r.enroll("Jolie", [r.prepare_file(DEEPFACE / "img1.jpg").face])
     yield r
     r.close()
 
@@ -96,9 +96,39 @@ def test_read_ahead_closed_midway_stops_and_releases(face_video: Path) -> None:
 
 def test_run_stream_reports_each_frame_once(rec: Recognizer, face_video: Path) -> None:
     seen = []
-    reader = ReadAhead(VideoSource(str(face_video)))
-    try:
-        n = run_stream(rec, reader, lambda p: seen.append(p.result.frame_index), max_frames=30)
-    finally:
-        reader.close()
-    assert n == 30 and seen == list(range(30))
+    with Stream(rec, str(face_video), lambda p: seen.append((p.result.frame_index, p.tag))) as stream:
+        n = stream.run(30)
+    assert n == 30 and seen == [(i, i) for i in range(30)]
+
+
+@pytest.mark.parametrize("follow", [True, False])
+def test_a_stream_follows_removals_and_renames_made_elsewhere(data_dir: Path, face_video: Path,
+                                                             follow: bool) -> None:
+    # The video shows Obama (frames 0-23), then Biden (24-47). Another recognizer on the
+    # same data directory (the CLI, another window) renames Obama at frame 4 and removes
+    # Biden at frame 30, while the stream plays: a stream that follows the gallery (the
+    # window, `watch`) says so a few frames later; one that does not (bench) never does.
+    paths = Paths(data_dir)
+    names: list[set[str | None]] = []
+    with Recognizer.open(paths) as rec, Recognizer.open(paths) as other:
+        rec.enroll("Obama", [rec.prepare_file(FR / "obama.jpg").face])
+        rec.enroll("Biden", [rec.prepare_file(FR / "biden.jpg").face])
+
+        def on_result(p: Processed) -> None:
+            names.append({f.name for f in p.result.faces})
+            if p.tag == 4:
+                other.rename("Obama", "Barack Obama")
+            elif p.tag == 30:
+                other.remove("Biden")
+
+        follower = GalleryFollower(rec, every_s=0.0) if follow else None
+        with Stream(rec, str(face_video), on_result, follower=follower) as stream:
+            stream.run(48)
+    assert len(names) == 48
+    assert names[2] == {"Obama"} and names[28] == {"Biden"}
+    if follow:
+        assert all(n == {"Barack Obama"} for n in names[8:20])
+        assert all(n == {None} for n in names[34:])  # Biden is a stranger now
+    else:
+        assert all(n == {"Obama"} for n in names[8:20])
+        assert all(n == {"Biden"} for n in names[34:])

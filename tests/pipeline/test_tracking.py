@@ -27,8 +27,8 @@ from tests.conftest import DEEPFACE, FR
 @pytest.fixture
 def rec(data_dir: Path) -> Recognizer:
     r = Recognizer.open(Paths(data_dir), Settings())
-    r.enroll("Obama", [r.enroll_file(FR / "obama.jpg").face])
-    r.enroll("Biden", [r.enroll_file(FR / "biden.jpg").face])
+    r.enroll("Obama", [r.prepare_file(FR / "obama.jpg").face])
+    r.enroll("Biden", [r.prepare_file(FR / "biden.jpg").face])
     yield r
     r.close()
 
@@ -130,7 +130,7 @@ def test_faces_at_mid_distance_in_720p_are_found_and_named(rec: Recognizer) -> N
     # People two or three metres from a 720p webcam: faces 90-150 px high, too small for
     # the whole-frame pass to place precisely (or, under ~140 px, to find at all) and
     # larger than the overlap of the finest tiles. Photos other than the enrolled ones.
-    rec.enroll("Jolie", [rec.enroll_file(DEEPFACE / "img1.jpg").face])
+    rec.enroll("Jolie", [rec.prepare_file(DEEPFACE / "img1.jpg").face])
     photos = [FR / "obama2.jpg", DEEPFACE / "img2.jpg", FR / "obama3.jpg", DEEPFACE / "img13.jpg",
               DEEPFACE / "img4.jpg"]
     centres = [(140, 200), (600, 200), (1000, 420), (400, 520), (830, 560)]
@@ -154,7 +154,7 @@ def test_small_faces_are_located_again_before_embedding(data_dir: Path) -> None:
               DEEPFACE / "img20.jpg", DEEPFACE / "img22.jpg"]
     with Recognizer.open(Paths(data_dir), Settings()) as r:
         for k, photo in enumerate(photos):
-            r.enroll(f"P{k}", [r.enroll_file(photo).face])
+            r.enroll(f"P{k}", [r.prepare_file(photo).face])
         centres = [(220 + 420 * (k % 3), 190 + 340 * (k // 3)) for k in range(len(photos))]
         frame, _ = small_face_scene(r, (1280, 720), (150,) * len(photos), photos, centres)
         faces = r.process(frame).faces
@@ -241,9 +241,9 @@ def test_video_names_follow_the_decision_rule(data_dir: Path, face_video: Path) 
                     for f in r.process(frame, i, tracker).faces]
 
     with Recognizer.open(Paths(data_dir), Settings()) as r:
-        r.enroll("Obama", [r.enroll_file(FR / "obama.jpg").face])
-        r.enroll("Biden", [r.enroll_file(FR / "biden.jpg").face])
-        obama_score = r.identify(r.enroll_file(FR / "obama3.jpg").face.embedding[None])[0].similarity
+        r.enroll("Obama", [r.prepare_file(FR / "obama.jpg").face])
+        r.enroll("Biden", [r.prepare_file(FR / "biden.jpg").face])
+        obama_score = r.identify(r.prepare_file(FR / "obama3.jpg").face.embedding[None])[0].similarity
     assert names_on(Settings()).count("Obama") == 24
     # An expert minimum similarity above what Obama's frames reach leaves him Unknown.
     assert "Obama" not in names_on(Settings(min_similarity=round(obama_score + 0.05, 2)))

@@ -215,3 +215,19 @@ def test_no_frame_yet_is_said(qtbot, make_window):  # noqa: ANN001
     qtbot.addWidget(dlg)
     dlg.take_snapshot(None)
     assert dlg.status.text() == "No live picture: open a camera or a video first."
+
+
+def test_the_dialog_matches_names_as_the_store_does(qtbot, make_window):  # noqa: ANN001
+    """Case and NFC make the same name; "ß" and "SS" do not, as in the store (issue 13)."""
+    from app.pipeline.types import Person
+    from app.ui.enroll_dialog import EnrollDialog
+
+    win = make_window(None)
+    weiss = Person(id=1, name="Anna Weiß", face_count=2, created=0.0)
+    dlg = EnrollDialog(win.worker, [weiss], win, frame_provider=lambda: None)
+    qtbot.addWidget(dlg)
+    dlg.name_edit.setText("anna weiß")
+    assert dlg.existing_person() == weiss
+    dlg.name_edit.setText("ANNA WEISS")
+    assert dlg.existing_person() is None
+    assert "already enrolled" not in dlg.name_hint.text()

@@ -387,18 +387,20 @@ def test_log_export_csv(qtbot, make_window, face_video, tmp_path, monkeypatch): 
 
 
 @pytest.mark.parametrize("via_cli", [True, False])
-def test_entry_points_open_and_quit(qtbot, paths, face_video, monkeypatch, via_cli):  # noqa: ANN001
-    """``facerec gui --source VIDEO`` and ``facerec-gui`` open the window and exit 0."""
+def test_entry_points_open_and_quit(qtbot, paths, face_video, monkeypatch, capsys, via_cli):  # noqa: ANN001
+    """``facerec -v gui --source VIDEO`` and ``facerec-gui -v`` open the window and exit 0;
+    -v shows the log's INFO lines on the console, as for every other command."""
     monkeypatch.setenv("FACEREC_QUIT_AFTER", "1.5")
     if via_cli:
         from app.cli import main
 
-        code = main(["--data-dir", str(paths.root), "gui", "--source", str(face_video)])
+        code = main(["--data-dir", str(paths.root), "-v", "gui", "--source", str(face_video)])
     else:
         from app.ui.app import main
 
-        code = main(["--data-dir", str(paths.root), "--source", str(face_video)])
+        code = main(["--data-dir", str(paths.root), "-v", "--source", str(face_video)])
     assert code == 0
+    assert "facerec: INFO: facerec" in capsys.readouterr().err  # "... GUI starting"
 
 
 class FakeCamera:

@@ -142,8 +142,8 @@ def test_photos_dropped_on_the_manager_go_to_the_selected_person(qtbot, make_win
 def test_faces_of_an_older_version_are_pointed_out(qtbot, make_window, paths):  # noqa: ANN001
     """People enrolled by an older facerec are marked in the manager and the status bar."""
     with Recognizer.open(paths, Settings()) as rec:
-        obama = [rec.enroll_file(FR / n).face for n in ("obama.jpg", "obama2.jpg")]
-        biden = rec.enroll_file(FR / "biden.jpg").face
+        obama = [rec.prepare_file(FR / n).face for n in ("obama.jpg", "obama2.jpg")]
+        biden = rec.prepare_file(FR / "biden.jpg").face
     with FaceStore(paths.db) as store:
         store.add_faces("Obama", [replace(f, embedder="facenet-20180408-int8/crop-1") for f in obama])
         store.add_faces("Joe Biden", [biden])

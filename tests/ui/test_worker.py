@@ -45,7 +45,7 @@ def test_results_come_in_order_while_jobs_run(qtbot, paths, face_video):  # noqa
             worker.open_source(str(face_video))
         qtbot.waitUntil(lambda: len(payloads) >= 5, timeout=30000)
         worker.call(lambda rec, reply: [p.name for p in rec.people()], on_done=done.append)
-        worker.call(lambda rec, reply: rec.enroll_face(payloads[-1].frame).face, on_done=done.append)
+        worker.call(lambda rec, reply: rec.prepare_image(payloads[-1].frame).face, on_done=done.append)
         qtbot.waitUntil(lambda: len(done) == 2 and len(payloads) >= 20, timeout=60000)
     finally:
         assert worker.stop()
