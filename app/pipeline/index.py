@@ -209,7 +209,9 @@ class FaceIndex:
             # Checksum verified: hnswlib can now trust the bytes (it does not
             # validate its input and could crash on a corrupt file).
             index = hnswlib.Index(space="cosine", dim=EMBEDDING_DIM)
-            index.load_index(str(self.path), max_elements=max(len(self), 1))
+            # Bytes, not str: hnswlib takes a UTF-8 std::string, which a data directory
+            # whose name is not valid UTF-8 (a surrogate escape) cannot be turned into.
+            index.load_index(os.fsencode(self.path), max_elements=max(len(self), 1))
             if index.get_current_count() != meta.get("total"):
                 return False
         except FileNotFoundError:
@@ -236,7 +238,7 @@ class FaceIndex:
         try:
             if self._hnsw_dirty or self._digest is None:
                 tmp = self._temp_path()
-                self._hnsw.save_index(str(tmp))
+                self._hnsw.save_index(os.fsencode(tmp))  # bytes: see _load
                 self._digest = sha256_of(tmp)
                 os.replace(tmp, self.path)
             meta = {"format": INDEX_FORMAT, "generation": self.generation, "count": len(self),
