@@ -394,3 +394,99 @@ def test_ffmpeg_chatter_stays_off_stderr(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr == f"facerec: error: cannot open stream {url}\n"
 
+
+# -- a gallery changed by another process while watch runs -------------------------------
+
+class _Lines:
+    """The JSON lines a child process writes, read straight from its pipe."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.buf, self.lines = fd, b"", []
+
+    def _take(self, chunk: bytes) -> None:
+        self.buf += chunk
+        *whole, self.buf = self.buf.split(b"\n")
+        self.lines += [json.loads(w) for w in whole if w.strip()]
+
+    def until(self, pred) -> None:  # noqa: ANN001
+        """Read (blocking) until a line satisfies *pred*, or the end."""
+        while not any(pred(x) for x in self.lines):
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                return
+            self._take(chunk)
+
+    def drain(self) -> None:
+        """Read what is already in the pipe, without waiting for more."""
+        os.set_blocking(self.fd, False)
+        try:
+            while chunk := os.read(self.fd, 65536):
+                self._take(chunk)
+        except BlockingIOError:
+            pass
+        finally:
+            os.set_blocking(self.fd, True)
+
+    def rest(self) -> None:
+        while chunk := os.read(self.fd, 65536):
+            self._take(chunk)
+
+
+@pytest.mark.parametrize("change", ["remove", "rename"])
+def test_watch_follows_a_change_made_by_another_process(capsys, data_dir: Path, tmp_path: Path,
+                                                        change: str) -> None:
+    """``remove``/``rename`` while ``watch`` runs: the next frames say so (issue 13, item 3).
+
+    Deterministic: watch is stopped (SIGSTOP) after the first frame that names him, the
+    gallery is changed through a second store connection, and watch is resumed after
+    its refresh interval has passed, so it refreshes before the next frame it reads.
+    Every frame it had printed by then is known (read from the pipe while it is
+    stopped); the frame in flight then, and the one it may have read just before it
+    stopped, can still carry the old name; none after them may.
+    """
+    import signal
+    import sys
+    import time
+
+    from app.cli import WATCH_REFRESH_S
+    from app.pipeline.store import FaceStore
+    from tests.conftest import REPO
+    from tests.video import write_slideshow
+
+    if not hasattr(signal, "SIGSTOP"):  # pragma: no cover - POSIX only
+        pytest.skip("needs SIGSTOP")
+    assert run(capsys, data_dir, "enroll", "Barack Obama", FR / "obama.jpg")[0] == 0
+    assert run(capsys, data_dir, "enroll", "Joe Biden", FR / "biden.jpg")[0] == 0
+    video = write_slideshow(tmp_path / "obama.avi", [FR / "obama3.jpg"], frames_each=72)
+    proc = subprocess.Popen([sys.executable, "-m", "app", "--data-dir", str(data_dir), "watch",
+                             str(video), "--json"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, bufsize=0)
+    out = _Lines(proc.stdout.fileno())
+
+    def names(line: dict) -> list:
+        return [f["name"] for f in line["faces"]]
+    try:
+        out.until(lambda x: "Barack Obama" in names(x))
+        os.kill(proc.pid, signal.SIGSTOP)
+        out.drain()
+        seen_before = out.lines[-1]["frame"]
+        with FaceStore(data_dir / "faces.db") as other:
+            if change == "remove":
+                other.remove("Barack Obama")
+            else:
+                other.rename("Barack Obama", "Barack H. Obama")
+        time.sleep(WATCH_REFRESH_S + 0.3)  # its refresh is due the moment it resumes
+        os.kill(proc.pid, signal.SIGCONT)
+        out.rest()
+        stderr = proc.stderr.read().decode()
+        assert proc.wait(timeout=300) == 0, stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert any("Barack Obama" in names(x) for x in out.lines if x["frame"] <= seen_before)
+    after = [x for x in out.lines if x["frame"] > seen_before + 2 and x["faces"]]
+    assert len(after) >= 10, "the video ended before watch was stopped: nothing to check"
+    assert not any("Barack Obama" in names(x) for x in after)
+    if change == "rename":
+        assert all(names(x) == ["Barack H. Obama"] for x in after)
