@@ -30,8 +30,8 @@ def open_private(path: str | os.PathLike[str], mode: str = "w", *,
                  newline: str | None = None) -> IO[Any]:
     """Open *path* for writing, creating it readable by its owner only (0600).
 
-    An existing regular file is restricted too (one made before this rule was 0644);
-    a device such as /dev/null is written as it is, never re-permissioned.
+    An existing regular file of ours is restricted too (one made before this rule was
+    0644); someone else's file, or a device such as /dev/null, is written as it is.
 
     Parameters
     ----------
@@ -42,7 +42,8 @@ def open_private(path: str | os.PathLike[str], mode: str = "w", *,
     flags |= os.O_APPEND if mode.startswith("a") else os.O_TRUNC
     fd = os.open(path, flags, 0o600)
     try:
-        if stat.S_ISREG(os.fstat(fd).st_mode) and hasattr(os, "fchmod"):
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and hasattr(os, "fchmod") and st.st_uid == os.geteuid():
             os.fchmod(fd, 0o600)
         if "b" in mode:
             return os.fdopen(fd, mode)

@@ -283,6 +283,8 @@ def test_csv_cells_cannot_run_as_formulas(tmp_path: Path) -> None:
     hostile = ['=HYPERLINK("http://evil.example","x")', "@SUM(A1)", "+cmd", "-2+3",
                "\tindented", "\rreturn"]
     out = tmp_path / "export.csv"
+    out.write_text("an export made by an older version\n")
+    out.chmod(0o644)
     assert write_csv(out, ["name", "score"], [[h, "-0.125"] for h in hostile]
                      + [["Ana María", 0.5]]) == len(hostile) + 1
     rows = list(csv.reader(out.open(encoding="utf-8", newline="")))
