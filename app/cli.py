@@ -1227,8 +1227,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else map(str, argv))
+    if args.data_dir is not None and not args.data_dir.strip():
+        parser.error("--data-dir is empty: give a directory (or leave the option out to use "
+                     "the default)")
     try:
-        args.paths = Paths.resolve(args.data_dir)
+        # A data directory that cannot be ours is refused before settings are read.
+        args.paths = Paths.resolve(args.data_dir).check()
+    except FacerecError as exc:
+        _err(str(exc))
+        return EXIT_FAIL
     except (OSError, RuntimeError) as exc:
         _err(f"cannot resolve the data directory: {exc}")
         return EXIT_FAIL

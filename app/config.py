@@ -10,11 +10,13 @@ import json
 import logging
 import math
 import os
+import stat
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from app import APP_NAME
+from app.pipeline.errors import DataDirError
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +71,71 @@ class Paths:
         """Directory of rotating log files."""
         return self.root / "logs"
 
-    def ensure(self) -> Paths:
-        """Create the data directory (owner-only: it holds biometric data)."""
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    def check(self) -> Paths:
+        """Refuse a data directory that cannot be ours, before anything is read or written.
+
+        It must be a directory (or not exist yet, to be created) owned by the user
+        running facerec: it holds biometric data, so a directory someone else owns is
+        never used, even where it is writable (root included: files it wrote there
+        would lock their owner out).
+
+        Raises
+        ------
+        DataDirError
+            One line naming the path, what is wrong and what to do.
+        """
+        name = display_path(self.root)
+        fix = "choose another with --data-dir DIR or FACEREC_HOME"
         try:
-            os.chmod(self.root, 0o700)
-        except OSError:  # pragma: no cover - e.g. a directory owned by someone else
+            st = self.root.stat()
+        except FileNotFoundError:
+            if self.root.is_symlink():
+                raise DataDirError(f"data directory {name} is a symbolic link to a path that does "
+                                   f"not exist: create its target, or {fix}") from None
+            return self  # created by ensure()
+        except OSError as exc:
+            raise DataDirError(f"data directory {name}: cannot use it ({exc.strerror}); "
+                               f"{fix}") from None
+        if not stat.S_ISDIR(st.st_mode):
+            what = ("a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+                    else "a file")
+            raise DataDirError(f"data directory {name} is {what}, not a directory: {fix}")
+        uid = getattr(os, "geteuid", lambda: None)()
+        if uid is not None and st.st_uid != uid:
+            raise DataDirError(f"data directory {name} belongs to another user (uid "
+                               f"{st.st_uid}): facerec keeps its biometric data only in a "
+                               f"directory of your own; {fix}")
+        return self
+
+    def ensure(self) -> Paths:
+        """Create the data directory (owner-only: it holds biometric data).
+
+        Raises
+        ------
+        DataDirError
+            If it cannot be used (see `check`) or created.
+        """
+        self.check()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise DataDirError(f"cannot create the data directory {display_path(self.root)} "
+                               f"({exc.strerror}); choose another with --data-dir DIR or "
+                               "FACEREC_HOME") from None
+        try:
+            # Take group and other access away, but never give the owner more: a data
+            # dir its owner made read-only stays read-only (it still recognises).
+            mode = self.root.stat().st_mode & 0o777
+            if mode & 0o077:
+                os.chmod(self.root, mode & 0o700)
+        except OSError:  # pragma: no cover - e.g. a file system without Unix permissions
             log.warning("could not restrict permissions of %s", self.root)
         return self
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """A path for a message, even when its bytes are not valid UTF-8."""
+    return os.fspath(path).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 #: The default strictness: about 1 stranger in 200 may be named, whatever the number of

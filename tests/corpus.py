@@ -25,11 +25,16 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def _bomb() -> bytes:
-    """A 1 KB PNG declaring a 200000 x 200000 image."""
-    ihdr = struct.pack(">IIBBBBB", 200_000, 200_000, 8, 2, 0, 0, 0)
+def png_declaring(width: int, height: int) -> bytes:
+    """A 1 KB PNG whose header declares a *width* x *height* image."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr)
             + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 4096)) + _png_chunk(b"IEND", b""))
+
+
+def _bomb() -> bytes:
+    """A 1 KB PNG declaring a 200000 x 200000 image."""
+    return png_declaring(200_000, 200_000)
 
 
 def _encode(im: Image.Image, fmt: str, **kw: object) -> bytes:

@@ -27,6 +27,10 @@ class ModelError(FacerecError):
     """A model file is missing, truncated, altered or cannot be loaded."""
 
 
+class DataDirError(FacerecError):
+    """The data directory cannot be used: not a directory, not ours, not creatable."""
+
+
 class StoreError(FacerecError):
     """The face store cannot be opened, read or written."""
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from app.pipeline.errors import FacerecError
+from app.pipeline.export import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -374,12 +375,9 @@ def verify_pairs(pairs: list[Pair], images_dir: Path,
 
 def write_scores(pairs: list[Pair], report: VerificationReport, path: Path) -> None:
     """Every pair's score as CSV: ``fold,file_x,file_y,same,score`` (empty: not scored)."""
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["fold", "file_x", "file_y", "same", "score"])
-        for p, v in zip(pairs, report.pair_scores):
-            w.writerow(["" if p.fold is None else p.fold + 1, p.file_x, p.file_y, int(p.same),
-                        "" if v is None else f"{v:.6f}"])
+    write_csv(path, ["fold", "file_x", "file_y", "same", "score"], (
+        ["" if p.fold is None else p.fold + 1, p.file_x, p.file_y, int(p.same),
+         "" if v is None else f"{v:.6f}"] for p, v in zip(pairs, report.pair_scores)))
 
 
 def plot_report(report: VerificationReport, path: Path) -> None:

@@ -2,8 +2,9 @@
 
 Pillow decodes still images because it refuses what OpenCV silently accepts: a
 truncated JPEG raises instead of returning a half-grey picture, and the image size is
-known from the header before any pixels are decoded, so a decompression bomb is refused
-cheaply. EXIF orientation is applied so a phone photo is upright.
+known from the header before any pixels are decoded, so an image too large to decode
+(a "decompression bomb" among them) is refused cheaply, with its size. EXIF orientation
+is applied so a phone photo is upright.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from app.config import display_path
 from app.pipeline.errors import FacerecError, ImageError
 
 log = logging.getLogger(__name__)
@@ -26,14 +28,18 @@ MAX_PIXELS = 100_000_000
 #: Largest file accepted, in bytes.
 MAX_FILE_BYTES = 200 * 1024 * 1024
 
+# Pillow's own guard refuses a large image before its size is known to us, calling
+# it a "decompression bomb"; ours (decode_image) reads the size from the header first
+# and says how large the photo is and what the limit is. Pillow is used only here.
+Image.MAX_IMAGE_PIXELS = None
+
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm", ".jfif"}
 )
 
 
-def display_name(path: str | Path) -> str:
-    """Render a path for a message, even when its bytes are not valid UTF-8."""
-    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+#: A path rendered for a message, even when its bytes are not valid UTF-8.
+display_name = display_path
 
 
 def load_image(path: str | Path, *, label: str | None = None) -> np.ndarray:
@@ -80,8 +86,8 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
                     raise ImageError(f"{name}: image has no pixels")
                 if w * h > MAX_PIXELS:
                     raise ImageError(
-                        f"{name}: image too large ({w}x{h} pixels; the limit is "
-                        f"{MAX_PIXELS // 1_000_000} megapixels)"
+                        f"{name}: image too large ({w}x{h} pixels, {w * h / 1e6:.0f} megapixels; "
+                        f"the limit is {MAX_PIXELS // 1_000_000} megapixels)"
                     )
                 im.load()
                 upright: Image.Image = ImageOps.exif_transpose(im) or im
@@ -90,8 +96,6 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
         raise
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image, or an unsupported format") from None
-    except Image.DecompressionBombError:
-        raise ImageError(f"{name}: image too large (decompression bomb)") from None
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "truncated" in reason.lower():

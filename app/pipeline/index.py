@@ -130,7 +130,7 @@ def check_index_file(path: Path, count: int) -> None:
 
 def _save_graph(index: hnswlib.Index, path: Path) -> None:
     """Write the graph to *path* and make it durable (fsync): the step a test may break."""
-    index.save_index(str(path))
+    index.save_index(os.fsencode(path))  # bytes: see FaceIndex._load
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -284,7 +284,9 @@ class FaceIndex:
             # reads it.
             check_index_file(self.path, int(meta.get("total")))
             index = hnswlib.Index(space="cosine", dim=EMBEDDING_DIM)
-            index.load_index(str(self.path), max_elements=max(len(self), 1))
+            # Bytes, not str: hnswlib takes a UTF-8 std::string, which a data directory
+            # whose name is not valid UTF-8 (a surrogate escape) cannot be turned into.
+            index.load_index(os.fsencode(self.path), max_elements=max(len(self), 1))
             if index.get_current_count() != meta.get("total"):
                 return False
             if not self._labels_match(index):

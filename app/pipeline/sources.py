@@ -10,7 +10,9 @@ which decodes a few frames ahead and yields every frame in order.
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import stat
 import threading
 import time
 from collections import deque
@@ -110,16 +112,13 @@ class VideoSource:
         if spec.kind == SourceKind.FILE:
             p = Path(str(spec.target))
             name = display_name(p)
-            if not p.exists():
-                raise SourceError(f"{name}: no such video file")
-            if p.is_dir():
-                raise SourceError(f"{name}: is a directory, not a video")
+            _check_video_file(p, name)
             try:
                 with open(p, "rb") as f:
                     f.read(1)
             except OSError as exc:
                 raise SourceError(f"{name}: cannot read ({exc.strerror})") from None
-            cap = cv2.VideoCapture(str(p))
+            cap = _open_file(p)
             if not cap.isOpened():
                 raise SourceError(f"{name}: not a video OpenCV can decode")
         elif spec.kind == SourceKind.CAMERA:
@@ -136,6 +135,9 @@ class VideoSource:
             # FFmpeg's default ~30 s (and a GUI worker could not stop in time).
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
                       cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
+            if not _utf8(str(spec.target)):
+                raise SourceError(f"{display_name(str(spec.target))}: not a valid stream URL "
+                                  "(it is not UTF-8 text)")
             cap = cv2.VideoCapture(str(spec.target), cv2.CAP_ANY, params)
             if not cap.isOpened():
                 raise SourceError(f"cannot open stream {spec.target}")
@@ -215,6 +217,57 @@ class VideoSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_video_file(p: Path, name: str) -> None:
+    """Refuse, before anything opens it, what cannot be a video file.
+
+    A FIFO with no writer would block `open` forever, and a device (/dev/zero, a
+    terminal) would be read without end; only regular files are played.
+    """
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise SourceError(f"{name}: no such video file") from None
+    except OSError as exc:
+        raise SourceError(f"{name}: cannot read ({exc.strerror})") from None
+    if stat.S_ISREG(st.st_mode):
+        return
+    if stat.S_ISDIR(st.st_mode):
+        raise SourceError(f"{name}: is a directory, not a video")
+    if stat.S_ISCHR(st.st_mode) and p.name.startswith("video") and p.name[5:].isdigit():
+        raise SourceError(f"{name}: is a camera device, not a video file; give its number: "
+                          f"facerec watch {int(p.name[5:])}")
+    what = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else
+            "a socket" if stat.S_ISSOCK(st.st_mode) else "a device")
+    raise SourceError(f"{name}: is {what}, not a video file")
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a surrogate escape: bytes that are not UTF-8
+        return False
+    return True
+
+
+def _open_file(p: Path) -> cv2.VideoCapture:
+    """Open a video file, even one whose name is not valid UTF-8.
+
+    OpenCV takes the name as UTF-8 text; given a surrogate escape it crashes the
+    process. Such a file is opened here and handed over as /proc/self/fd/N (Linux);
+    FFmpeg keeps its own descriptor, so ours is closed once the capture is open.
+    """
+    if _utf8(str(p)):
+        return cv2.VideoCapture(str(p))
+    if not Path("/proc/self/fd").is_dir():
+        raise SourceError(f"{display_name(p)}: its name is not valid UTF-8, which OpenCV cannot "
+                          "open here; rename the file")
+    fd = os.open(p, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        return cv2.VideoCapture(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
 
 
 class _ReaderThread:

@@ -15,6 +15,7 @@ import app.ui  # noqa: F401 - neutralises cv2's Qt 5 environment before Qt start
 from app import APP_NAME, __version__
 from app.config import Paths
 from app.log import setup_logging
+from app.pipeline.errors import FacerecError
 from app.ui import neutralise_cv2_qt_env
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     args = p.parse_args(argv)
     try:
-        paths = Paths.resolve(args.data_dir)
+        paths = Paths.resolve(args.data_dir).check()
+    except FacerecError as exc:
+        print(f"facerec-gui: error: {exc}", file=sys.stderr)
+        return 1
     except (OSError, RuntimeError) as exc:
         print(f"facerec-gui: error: cannot resolve the data directory: {exc}", file=sys.stderr)
         return 1

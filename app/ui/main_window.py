@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QByteArray, QPoint, QSettings, QSize, Qt, QUrl
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QPoint, QSettings, QSize, Qt, QUrl
 from PySide6.QtGui import (
     QAction,
     QActionGroup,
@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 from app import __version__
 from app.config import Paths, Settings
 from app.pipeline.errors import PersonError
+from app.pipeline.export import open_private
 from app.pipeline.sources import SourceKind, SourceSpec
 from app.pipeline.types import name_key, normalize_name
 from app.ui import palette
@@ -783,8 +784,18 @@ class MainWindow(QMainWindow):
             return None
         if not target.lower().endswith(".png"):
             target += ".png"
-        if not image.save(target, "PNG"):
-            QMessageBox.warning(self, "Save frame", f"Could not write {target}.")
+        # Encoded in memory, then written owner-only: the frame shows faces and names.
+        data = QByteArray()
+        buffer = QBuffer(data)
+        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+        try:
+            if not image.save(buffer, "PNG"):
+                raise OSError("the frame could not be encoded")
+            with open_private(target, "wb") as f:
+                f.write(data.data())
+        except OSError as exc:
+            QMessageBox.warning(self, "Save frame",
+                                f"Could not write {target} ({exc.strerror or exc}).")
             return None
         self.ui_settings.setValue("paths/last_frame_dir", str(Path(target).parent))
         self.statusBar().showMessage(f"Saved {Path(target).name}", 5000)

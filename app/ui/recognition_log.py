@@ -10,7 +10,6 @@ the store keeps.
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.pipeline import export
 from app.ui import palette
 from app.ui.widgets import confirm
 
@@ -81,16 +81,14 @@ def _display_name(row: Sighting) -> str:
 
 
 def write_csv(path: Path, rows: Sequence[Sighting]) -> int:
-    """Write log rows (newest first) as CSV; return the number of rows."""
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(CSV_HEADER)
-        for r in rows:
-            writer.writerow([datetime.fromtimestamp(r.started).isoformat(timespec="seconds"),
-                             _display_name(r),
-                             f"{r.similarity:.3f}" if r.person_id is not None else "",
-                             f"{r.last_seen - r.started:.1f}", r.source])
-    return len(rows)
+    """Write log rows (newest first) as CSV; return the number of rows.
+
+    Owner-only and safe to open in a spreadsheet (`app.pipeline.export`).
+    """
+    return export.write_csv(path, CSV_HEADER, (
+        [datetime.fromtimestamp(r.started).isoformat(timespec="seconds"), _display_name(r),
+         f"{r.similarity:.3f}" if r.person_id is not None else "",
+         f"{r.last_seen - r.started:.1f}", r.source] for r in rows))
 
 
 class RecognitionLogPanel(QWidget):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
+import subprocess
 import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -291,3 +293,365 @@ def test_import_counts_the_people_it_created(capsys, data_dir: Path, tmp_path: P
     code, out, _ = run(capsys, data_dir, "people", "--json")
     people = {p["name"].lower(): p["faces"] for p in json.loads(out)}
     assert people == {"anna weiss": 1, "anna weiß": 2}
+
+# -- the data directory ------------------------------------------------------------------
+
+def _another_users_dir(tmp_path: Path) -> Path:
+    """A directory owned by someone else: made so as root, else one root owns."""
+    if os.geteuid() == 0:
+        d = tmp_path / "theirs"
+        d.mkdir(mode=0o755)
+        os.chown(d, 65534, 65534)  # nobody
+        return d
+    return Path("/")  # pragma: no cover - CI runs as root; as a user, / is root's
+
+
+@pytest.mark.parametrize("kind", ["file", "dangling-symlink", "dev-null", "another-user"])
+def test_a_data_dir_that_cannot_be_ours_is_one_clear_line(capsys, tmp_path: Path,
+                                                          kind: str) -> None:
+    """Not "unexpected FileExistsError": one line naming the path and what to do, exit 1."""
+    if kind == "file":
+        target = tmp_path / "afile"
+        target.write_bytes(b"")
+    elif kind == "dangling-symlink":
+        target = tmp_path / "link"
+        target.symlink_to(tmp_path / "nowhere")
+    elif kind == "dev-null":
+        target = Path("/dev/null")
+    else:
+        target = _another_users_dir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, out, err = run(capsys, target, "enroll", "Biden", FR / "biden.jpg")
+    assert code == 1 and out == ""
+    assert len(err.splitlines()) == 1 and "unexpected" not in err, err
+    assert str(target) in err and "--data-dir" in err
+    assert {"file": "is a file", "dangling-symlink": "does not exist", "dev-null": "is a device",
+            "another-user": "belongs to another user"}[kind] in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written anywhere
+
+
+def test_a_data_dir_that_cannot_be_created_is_one_clear_line(capsys, tmp_path: Path,
+                                                             monkeypatch) -> None:
+    """A parent the user may not write (root may write anywhere: the refusal is injected)."""
+    target = tmp_path / "locked" / "facerec"
+    real = Path.mkdir
+
+    def deny(self: Path, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        if self == target:
+            raise PermissionError(13, "Permission denied", str(self))
+        real(self, *args, **kwargs)
+    monkeypatch.setattr(Path, "mkdir", deny)
+    code, _, err = run(capsys, target, "enroll", "Biden", FR / "biden.jpg")
+    assert code == 1 and len(err.splitlines()) == 1 and "unexpected" not in err, err
+    assert f"cannot create the data directory {target} (Permission denied)" in err
+
+
+def test_the_data_dir_is_made_private_but_never_writable_again(tmp_path: Path) -> None:
+    """Group and other access go; a dir its owner made read-only stays read-only."""
+    from app.config import Paths
+
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    os.chmod(shared, 0o755)
+    Paths(shared).ensure()
+    assert shared.stat().st_mode & 0o777 == 0o700
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    os.chmod(locked, 0o555)
+    Paths(locked).ensure()
+    assert locked.stat().st_mode & 0o777 == 0o500
+
+
+def test_an_empty_data_dir_is_a_usage_error(capsys, tmp_path: Path) -> None:
+    """``--data-dir ""`` used to fall back, silently, to the default directory."""
+    with pytest.raises(SystemExit) as exc:
+        main(["--data-dir", "", "enroll", "Biden", str(FR / "biden.jpg")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--data-dir is empty" in err
+    assert not (tmp_path / "home").exists()  # FACEREC_HOME, the default here: untouched
+
+
+@pytest.fixture
+def file_log(monkeypatch):
+    """Commands that change the store write logs/facerec.log, as outside the tests.
+
+    Call the function it gives at the start of the test: pytest sets the variable
+    that keeps the log file off again before each test phase.
+    """
+    import logging
+
+    handlers = logging.getLogger().handlers[:]
+    yield lambda: monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
+    root = logging.getLogger()
+    for h in root.handlers[:]:
+        root.removeHandler(h)
+        h.close()
+    for h in handlers:
+        root.addHandler(h)
+
+
+def test_a_non_utf8_data_dir_works(capsys, tmp_path: Path, file_log) -> None:
+    """Not "unexpected TypeError: save_index()" and logging tracebacks: it just works."""
+    file_log()
+    data = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9-data"))
+    (data / "logs").mkdir(parents=True)
+    old_log = data / "logs" / "facerec.log"
+    old_log.write_text("written by an older facerec\n")
+    old_log.chmod(0o644)
+    code, out, err = run(capsys, data, "enroll", "Biden", FR / "biden.jpg")
+    assert code == 0 and "Traceback" not in err and "unexpected" not in err, err
+    code, out, err = run(capsys, data, "identify", "--json", FR / "biden.jpg")
+    assert code == 0, err
+    assert [f["name"] for f in json.loads(out)[0]["faces"]] == ["Biden"]
+    assert (data / "faces.hnsw").is_file()
+    # The log names people: owner-only, even the file an older version left 0644.
+    assert old_log.stat().st_mode & 0o777 == 0o600
+    assert "caf\\udce9-data" in old_log.read_text(encoding="utf-8")
+
+
+def test_a_log_that_cannot_be_written_is_said_once(capsys, gallery: Path, file_log) -> None:
+    """A full disk (/dev/full) under the log: one warning, and the command does its job."""
+    file_log()
+    (gallery / "logs").mkdir(exist_ok=True)
+    (gallery / "logs" / "facerec.log").symlink_to("/dev/full")
+    code, out, err = run(capsys, gallery, "rename", "Biden", "Joe Biden")
+    assert code == 0 and out == "renamed to Joe Biden\n"
+    assert "Traceback" not in err and "Logging error" not in err, err
+    assert err.count("cannot write the log file") == 1
+    assert "No space left on device" in err
+    code, out, _ = run(capsys, gallery, "people", "--json")
+    assert [p["name"] for p in json.loads(out)] == ["Joe Biden"]
+
+
+def test_a_photo_too_large_says_how_large(capsys, gallery: Path, tmp_path: Path) -> None:
+    """Not a "decompression bomb": its size, and the limit."""
+    from tests.corpus import png_declaring
+
+    big = tmp_path / "panorama.png"
+    big.write_bytes(png_declaring(20_000, 20_000))
+    code, _, err = run(capsys, gallery, "enroll", "Obama", big)
+    assert code == 1 and "bomb" not in err
+    assert "panorama.png: image too large (20000x20000 pixels, 400 megapixels; " \
+           "the limit is 100 megapixels)" in err
+
+
+# -- exports -----------------------------------------------------------------------------
+
+def test_csv_cells_cannot_run_as_formulas(tmp_path: Path) -> None:
+    """OWASP CSV injection: a text cell starting with = + - @ tab or CR gets a leading '."""
+    import csv
+
+    from app.pipeline.export import write_csv
+
+    hostile = ['=HYPERLINK("http://evil.example","x")', "@SUM(A1)", "+cmd", "-2+3",
+               "\tindented", "\rreturn"]
+    out = tmp_path / "export.csv"
+    out.write_text("an export made by an older version\n")
+    out.chmod(0o644)
+    assert write_csv(out, ["name", "score"], [[h, "-0.125"] for h in hostile]
+                     + [["Ana María", 0.5]]) == len(hostile) + 1
+    rows = list(csv.reader(out.open(encoding="utf-8", newline="")))
+    assert [r[0] for r in rows[1:]] == ["'" + h for h in hostile] + ["Ana María"]
+    assert {r[1] for r in rows[1:]} == {"-0.125", "0.5"}  # numbers stay numbers
+    assert out.stat().st_mode & 0o777 == 0o600
+
+
+def test_eval_scores_export_is_safe_and_private(capsys, data_dir: Path, tmp_path: Path) -> None:
+    """``eval --scores`` writes file names: neutralised, and the file is 0600."""
+    import csv
+
+    images = tmp_path / "pairs"
+    images.mkdir()
+    for name, photo in (("=cmd.jpg", "obama.jpg"), ("-1+2.jpg", "obama2.jpg"),
+                        ("@x.jpg", "biden.jpg")):
+        (images / name).write_bytes((FR / photo).read_bytes())
+    pairs = images / "pairs.csv"
+    pairs.write_text("file_x,file_y,Decision\n=cmd.jpg,-1+2.jpg,Yes\n=cmd.jpg,@x.jpg,No\n",
+                     encoding="utf-8")
+    scores = tmp_path / "scores.csv"
+    code, _, err = run(capsys, data_dir, "eval", pairs, "--scores", scores)
+    assert code == 0, err
+    rows = list(csv.DictReader(scores.open(encoding="utf-8", newline="")))
+    assert [(r["file_x"], r["file_y"]) for r in rows] == [("'=cmd.jpg", "'-1+2.jpg"),
+                                                          ("'=cmd.jpg", "'@x.jpg")]
+    assert all(float(r["score"]) for r in rows)
+    assert scores.stat().st_mode & 0o777 == 0o600
+
+
+# -- video sources -----------------------------------------------------------------------
+
+def _facerec(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The command line in a process of its own (one that may hang or crash is contained)."""
+    import sys
+
+    from tests.conftest import REPO
+
+    try:
+        return subprocess.run([sys.executable, "-m", "app", *map(str, args)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"facerec {' '.join(map(str, args))} hung")
+
+
+def test_watch_a_fifo_never_hangs(data_dir: Path, tmp_path: Path) -> None:
+    """A FIFO with no writer used to block open() forever."""
+    fifo = tmp_path / "pipe.avi"
+    os.mkfifo(fifo)
+    done = _facerec("--data-dir", data_dir, "watch", fifo)
+    assert done.returncode == 1
+    assert done.stderr == f"facerec: error: {fifo}: is a FIFO (named pipe), not a video file\n"
+
+
+def test_watch_a_device_is_refused(data_dir: Path) -> None:
+    done = _facerec("--data-dir", data_dir, "watch", "/dev/zero")
+    assert done.returncode == 1
+    assert done.stderr == "facerec: error: /dev/zero: is a device, not a video file\n"
+
+
+def test_a_video_with_a_non_utf8_name_plays(face_video: Path, tmp_path: Path) -> None:
+    """OpenCV crashed the process (SIGSEGV) on such a name; run apart for that reason."""
+    import sys
+
+    from tests.conftest import REPO
+
+    raw = os.fsencode(tmp_path) + b"/caf\xe9.avi"
+    with open(raw, "wb") as f:
+        f.write(face_video.read_bytes())
+    code = ("import sys, os\nfrom app.pipeline.sources import VideoSource\n"
+            "s = VideoSource(os.fsdecode(sys.argv[1].encode('utf-8', 'surrogateescape')))\n"
+            "n = 0\nwhile s.read() is not None: n += 1\nprint(n)\n")
+    done = subprocess.run([sys.executable, "-c", code, os.fsdecode(raw)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.returncode, done.stderr)
+    assert done.stdout.strip() == "72"
+
+
+def _garbage_server() -> tuple[socket.socket, int]:
+    """A local TCP server that answers every request with bytes that are not HTTP."""
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:  # closed: the test is over
+                return
+            with conn:
+                try:
+                    conn.recv(4096)
+                    conn.sendall(b"garbage\r\n\x00\xff not a response\r\n\r\n")
+                except OSError:
+                    pass
+    threading.Thread(target=serve, daemon=True).start()
+    return srv, srv.getsockname()[1]
+
+
+def test_ffmpeg_chatter_stays_off_stderr(tmp_path: Path) -> None:
+    """A hostile stream: our one line only, not FFmpeg's "[http @ 0x...] ..." lines."""
+    srv, port = _garbage_server()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENCV_FFMPEG_LOGLEVEL", "OPENCV_FFMPEG_DEBUG", "FACEREC_NATIVE_LOGS")}
+    url = f"http://127.0.0.1:{port}/live"
+    try:
+        done = _facerec("--data-dir", tmp_path / "d", "watch", url, env=env)
+    finally:
+        srv.close()
+    assert done.returncode == 1
+    assert done.stderr == f"facerec: error: cannot open stream {url}\n"
+
+
+# -- a gallery changed by another process while watch runs -------------------------------
+
+class _Lines:
+    """The JSON lines a child process writes, read straight from its pipe."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.buf, self.lines = fd, b"", []
+
+    def _take(self, chunk: bytes) -> None:
+        self.buf += chunk
+        *whole, self.buf = self.buf.split(b"\n")
+        self.lines += [json.loads(w) for w in whole if w.strip()]
+
+    def until(self, pred) -> None:  # noqa: ANN001
+        """Read (blocking) until a line satisfies *pred*, or the end."""
+        while not any(pred(x) for x in self.lines):
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                return
+            self._take(chunk)
+
+    def drain(self) -> None:
+        """Read what is already in the pipe, without waiting for more."""
+        os.set_blocking(self.fd, False)
+        try:
+            while chunk := os.read(self.fd, 65536):
+                self._take(chunk)
+        except BlockingIOError:
+            pass
+        finally:
+            os.set_blocking(self.fd, True)
+
+    def rest(self) -> None:
+        while chunk := os.read(self.fd, 65536):
+            self._take(chunk)
+
+
+@pytest.mark.parametrize("change", ["remove", "rename"])
+def test_watch_follows_a_change_made_by_another_process(capsys, data_dir: Path, tmp_path: Path,
+                                                        change: str) -> None:
+    """``remove``/``rename`` while ``watch`` runs: the next frames say so (issue 13, item 3).
+
+    Deterministic: watch is stopped (SIGSTOP) after the first frame that names him, the
+    gallery is changed through a second store connection, and watch is resumed after
+    its refresh interval has passed, so it refreshes before the next frame it reads.
+    Every frame it had printed by then is known (read from the pipe while it is
+    stopped); the frame in flight then, and the one it may have read just before it
+    stopped, can still carry the old name; none after them may.
+    """
+    import signal
+    import sys
+    import time
+
+    from app.cli import WATCH_REFRESH_S
+    from app.pipeline.store import FaceStore
+    from tests.conftest import REPO
+    from tests.video import write_slideshow
+
+    if not hasattr(signal, "SIGSTOP"):  # pragma: no cover - POSIX only
+        pytest.skip("needs SIGSTOP")
+    assert run(capsys, data_dir, "enroll", "Barack Obama", FR / "obama.jpg")[0] == 0
+    assert run(capsys, data_dir, "enroll", "Joe Biden", FR / "biden.jpg")[0] == 0
+    video = write_slideshow(tmp_path / "obama.avi", [FR / "obama3.jpg"], frames_each=72)
+    proc = subprocess.Popen([sys.executable, "-m", "app", "--data-dir", str(data_dir), "watch",
+                             str(video), "--json"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, bufsize=0)
+    out = _Lines(proc.stdout.fileno())
+
+    def names(line: dict) -> list:
+        return [f["name"] for f in line["faces"]]
+    try:
+        out.until(lambda x: "Barack Obama" in names(x))
+        os.kill(proc.pid, signal.SIGSTOP)
+        out.drain()
+        seen_before = out.lines[-1]["frame"]
+        with FaceStore(data_dir / "faces.db") as other:
+            if change == "remove":
+                other.remove("Barack Obama")
+            else:
+                other.rename("Barack Obama", "Barack H. Obama")
+        time.sleep(WATCH_REFRESH_S + 0.3)  # its refresh is due the moment it resumes
+        os.kill(proc.pid, signal.SIGCONT)
+        out.rest()
+        stderr = proc.stderr.read().decode()
+        assert proc.wait(timeout=300) == 0, stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert any("Barack Obama" in names(x) for x in out.lines if x["frame"] <= seen_before)
+    after = [x for x in out.lines if x["frame"] > seen_before + 2 and x["faces"]]
+    assert len(after) >= 10, "the video ended before watch was stopped: nothing to check"
+    assert not any("Barack Obama" in names(x) for x in after)
+    if change == "rename":
+        assert all(names(x) == ["Barack H. Obama"] for x in after)

@@ -141,6 +141,7 @@ def test_the_frame_is_saved_with_its_boxes(qtbot, make_window, paths, pair_video
     out = win.save_frame(tmp_path / "frame")
     assert out == tmp_path / "frame.png" and win.save_frame_action.shortcut() == QKeySequence.fromString(
         QKeySequence(QKeySequence.StandardKey.Save).toString())
+    assert out.stat().st_mode & 0o777 == 0o600  # it shows faces and names
     image = np.asarray(Image.open(out).convert("RGB"))
     assert image.shape == p.frame.shape  # the frame's own resolution
     x, y, w, h = side(p, True).box

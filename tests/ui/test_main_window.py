@@ -374,16 +374,29 @@ def test_window_on_a_shared_gallery_says_when_it_is_offline(qtbot, make_window, 
     assert done == ["Ada"]
 
 
-def test_log_export_csv(qtbot, make_window, face_video, tmp_path, monkeypatch):  # noqa: ANN001
+def test_log_export_csv(qtbot, make_window, paths, face_video, tmp_path, monkeypatch):  # noqa: ANN001
+    """Every row, owner-only, and no cell a spreadsheet would run as a formula."""
+    import time
+    import uuid
+
+    from app.pipeline.store import FaceStore, NewFace, Sighting
+
+    hostile, source = '=HYPERLINK("http://evil.example","click")', "@SUM(1+1)*cmd|' /C calc'!A0"
+    with FaceStore(paths.db) as store:  # a person far from every face in the video
+        person_id, _ = store.add_faces(hostile, [NewFace(np.full(512, 512 ** -0.5, np.float32))])
+        store.record_sightings([Sighting(uuid.uuid4().hex, person_id, time.time() - 60,
+                                         time.time() - 50, 5, 0.9, source)])
     win = make_window(face_video)
-    qtbot.waitUntil(lambda: win.log_panel.table.rowCount() >= 1, timeout=30000)
+    qtbot.waitUntil(lambda: win.log_panel.table.rowCount() >= 2, timeout=30000)
     out = tmp_path / "log.csv"
     monkeypatch.setattr(win.log_panel, "_ask_csv_path", lambda: str(out))
     win.export_action.trigger()
     qtbot.waitUntil(lambda: "Exported" in win.log_panel.summary.text(), timeout=30000)
-    rows = list(csv.reader(out.open(encoding="utf-8")))
+    rows = list(csv.reader(out.open(encoding="utf-8", newline="")))
     assert rows[0] == ["time", "name", "best_similarity", "seconds_seen", "source"]
-    assert rows[-1][1] == "Unknown" and rows[-1][4] == face_video.name
+    assert any(r[1] == "Unknown" and r[4] == face_video.name for r in rows[1:])
+    assert ["'" + hostile, "0.900", "10.0", "'" + source] in [r[1:] for r in rows[1:]]
+    assert out.stat().st_mode & 0o777 == 0o600
 
 
 @pytest.mark.parametrize("via_cli", [True, False])
