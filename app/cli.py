@@ -63,9 +63,17 @@ def _open_recognizer(args: argparse.Namespace):  # noqa: ANN202 - lazy import ke
     return rec
 
 
+def _settings(args: argparse.Namespace) -> Settings:
+    """The user's settings, read once per command (a bad file warns once, not per use)."""
+    if getattr(args, "settings", None) is None:
+        args.settings = Settings.load(args.paths.settings)
+    settings: Settings = args.settings
+    return settings
+
+
 def _location(args: argparse.Namespace) -> str | Path:
     """The gallery this command works on: --store, FACEREC_STORE, the settings or faces.db."""
-    return store_location(args.paths, Settings.load(args.paths.settings), args.store)
+    return store_location(args.paths, _settings(args), args.store)
 
 
 def _open_store(args: argparse.Namespace):  # noqa: ANN202
@@ -358,7 +366,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from app.pipeline.sources import VideoSource
     from app.pipeline.stream import GalleryFollower, Processed, Stream
 
-    settings = Settings.load(args.paths.settings)
+    settings = _settings(args)
     # Opened before the models load: a source that does not open fails fast.
     source = VideoSource(args.source, settings.camera_width, settings.camera_height)
     names: Counter[str] = Counter()
@@ -502,7 +510,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     images = Path(args.images) if args.images else pairs_path.parent
     if not images.is_dir():
         raise FacerecError(f"{images}: not a directory")
-    settings = Settings.load(args.paths.settings)
+    settings = _settings(args)
     detector = FaceDetector(settings.detection_confidence)
     embedder = FaceEmbedder(settings.threads)
     bar, progress = _progress_bar("embedding", "image")
@@ -559,7 +567,7 @@ def cmd_embedding_mean(args: argparse.Namespace) -> int:
     from app.pipeline.models import EMBEDDING_MEAN, sha256_of
     from app.pipeline.openset import mean_embedding
 
-    settings = Settings.load(args.paths.settings)
+    settings = _settings(args)
     detector = FaceDetector(settings.detection_confidence)
     bar, progress = _progress_bar("embedding", "photo")
     try:
@@ -642,7 +650,7 @@ def cmd_eval_openset(args: argparse.Namespace) -> int:
     from app.pipeline.decision import Calibration, describe_target
     from app.pipeline.openset import score_galleries, summarize
 
-    settings = Settings.load(args.paths.settings)
+    settings = _settings(args)
     fixed = Calibration.fixed(args.fixed_threshold) if args.fixed_threshold is not None else None
     tmp, rec, probes = _openset_probes(args, settings, fixed)
     try:
@@ -693,7 +701,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         score_galleries,
     )
 
-    settings = Settings.load(args.paths.settings)
+    settings = _settings(args)
     # Raw matches are collected here; no decision is made, so the rule in force is
     # irrelevant (and a missing calibration file can be made afresh).
     tmp, rec, probes = _openset_probes(args, settings, Calibration.fixed(1.0))
