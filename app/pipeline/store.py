@@ -1287,7 +1287,13 @@ def open_store(location: str | os.PathLike[str], *, cache_dir: Path | None = Non
     StoreError
         If it cannot be opened, or the URL's scheme is not supported.
     """
+    from app.pipeline.backup import remove_stale_temps
+
     text = str(location)
+    # Plaintext copies of a gallery that a killed backup or restore left go first.
+    folder = Path(text).parent if not is_url(text) else cache_dir
+    if folder is not None:
+        remove_stale_temps(folder)
     if not is_url(text):
         return SqliteStore(Path(text))
     scheme = text.split("://", 1)[0].lower()
