@@ -275,13 +275,17 @@ def two_people(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data
 
 
-@pytest.fixture
-def target(tmp_path: Path, capsys) -> Path:
-    """A data directory holding one person (Jolie), whom a refused restore must leave alone."""
-    data = tmp_path / "target"
+@pytest.fixture(scope="module")
+def one_person(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("one") / "data"
     assert main(["--data-dir", str(data), "enroll", "Jolie", str(DEEPFACE / "img1.jpg")]) == 0
-    capsys.readouterr()
     return data
+
+
+@pytest.fixture
+def target(tmp_path: Path, one_person: Path) -> Path:
+    """A data directory holding one person (Jolie), whom a refused restore must leave alone."""
+    return Path(shutil.copytree(one_person, tmp_path / "target"))
 
 
 def restore(capsys, data: Path, *args: object) -> tuple[int, str]:
@@ -559,20 +563,16 @@ def test_passphrase_files_and_file_names_that_cannot_work(capsys, target: Path,
 def test_restore_on_a_full_disk_leaves_the_store(target: Path, tmp_path: Path) -> None:
     """Item 18: a restore that cannot write (here: the file-size limit, as a full disk does)
     says so in one line; the store and the data directory are as they were."""
-    import resource
-
     src = tmp_path / "src"
     assert cli(src, "enroll", "Obama", FR / "obama.jpg").returncode == 0
     assert cli(src, "backup", tmp_path / "b.fbk").returncode == 0
     before = store_state(target / "faces.db")
-    limit = 16 * 1024  # the payload is bigger: its copy cannot be written
-
-    def small_files() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    out = subprocess.run([*PY, "--data-dir", str(target), "restore", "--replace",
-                          str(tmp_path / "b.fbk")], capture_output=True, text=True, timeout=120,
-                         preexec_fn=small_files)
+    # The payload (tens of kB) is bigger than 16 kB: its copy cannot be written.
+    small_files = ("import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384)); "
+                   "from app.cli import main; sys.exit(main(sys.argv[1:]))")
+    out = subprocess.run([sys.executable, "-c", small_files, "--data-dir", str(target), "restore",
+                          "--replace", str(tmp_path / "b.fbk")], capture_output=True, text=True,
+                         timeout=120)
     assert out.returncode == 1 and "cannot write in" in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert store_state(target / "faces.db") == before
