@@ -883,16 +883,35 @@ def cmd_self_test(args: argparse.Namespace) -> int:
     return EXIT_OK if not failures else EXIT_FAIL
 
 
+#: The longest passphrase file read (a passphrase is a line, not a document).
+MAX_PASSPHRASE_BYTES = 4096
+
+
+def _passphrase_file(name: str) -> str:
+    """The passphrase in a file: UTF-8 text (a BOM and the trailing line end dropped)."""
+    try:
+        with open(name, "rb") as f:
+            raw = f.read(MAX_PASSPHRASE_BYTES + 1)  # bounded: /dev/zero must not fill memory
+    except OSError as exc:
+        raise FacerecError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_PASSPHRASE_BYTES:
+        raise UsageError(f"{name} is not a passphrase file: it is longer than "
+                         f"{MAX_PASSPHRASE_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8").removeprefix("\ufeff").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise UsageError(f"{name} is not UTF-8 text: save the passphrase as UTF-8") from None
+    if "\0" in text:
+        raise UsageError(f"{name} is not a passphrase file: it holds NUL bytes")
+    if not text:
+        raise UsageError(f"{name} is empty")
+    return text
+
+
 def _passphrase(args: argparse.Namespace, confirm: bool) -> str | None:
     """The passphrase from --passphrase-file, $FACEREC_PASSPHRASE, or a prompt."""
-    if getattr(args, "passphrase_file", None):
-        try:
-            text = Path(args.passphrase_file).read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise FacerecError(f"{args.passphrase_file}: cannot read ({exc.strerror})") from None
-        if not text:
-            raise UsageError(f"{args.passphrase_file} is empty")
-        return text
+    if getattr(args, "passphrase_file", None) is not None:
+        return _passphrase_file(args.passphrase_file)
     if os.environ.get("FACEREC_PASSPHRASE"):
         return os.environ["FACEREC_PASSPHRASE"]
     if not sys.stdin.isatty():
@@ -908,17 +927,24 @@ def _passphrase(args: argparse.Namespace, confirm: bool) -> str | None:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    """Write the whole gallery to one file, optionally encrypted."""
+    """Write the whole gallery to one file, optionally encrypted.
+
+    A passphrase file asks for encryption by itself: a backup is never written in
+    plaintext when the user handed over a passphrase.
+    """
     from app.pipeline.backup import write_backup
     from app.pipeline.store import is_url
 
-    secret = _passphrase(args, confirm=True) if args.encrypt else None
+    if not args.file:
+        raise UsageError("give the backup a file name: facerec backup FILE")
+    encrypt = args.encrypt or args.passphrase_file is not None
+    secret = _passphrase(args, confirm=True) if encrypt else None
     location = _location(args)
     if is_url(location):
         from app.pipeline.pgstore import PostgresStore
 
         with PostgresStore(str(location), migrate=False) as store:
-            header = write_backup(store, Path(args.file), secret)
+            header = write_backup(store, Path(args.file), secret, scratch=args.paths.ensure().root)
     else:
         header = write_backup(args.paths.db, Path(args.file), secret)
     how = "encrypted (AES-256-GCM, scrypt)" if header.get("encrypted") else "not encrypted"
@@ -928,16 +954,14 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     """Replace this data directory's gallery with a backup."""
-    from app.pipeline.backup import MAGIC, restore_backup
+    from app.pipeline.backup import backup_header, restore_backup
 
+    if not args.file:
+        raise UsageError("give the backup file: facerec restore FILE")
     path = Path(args.file)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(len(MAGIC) + 512)
-    except OSError:
-        head = b""
-    needs_secret = head.startswith(MAGIC) and b'"encrypted": true' in head
-    secret = _passphrase(args, confirm=False) if needs_secret else None
+    # The header is checked first (a regular file, a backup, the right size): nothing
+    # else, not even a passphrase prompt, for a file that cannot be one.
+    secret = _passphrase(args, confirm=False) if backup_header(path).get("encrypted") else None
     args.paths.ensure()
     location = _location(args)
     from app.pipeline.store import is_url
@@ -947,9 +971,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
         from app.pipeline.pgstore import PostgresStore
 
         with PostgresStore(str(location)) as store:
-            people = restore_into(path, store, secret, replace=args.replace)
+            people = restore_into(path, store, secret, replace=args.replace, scratch=args.paths.root)
     else:
-        people = restore_backup(path, args.paths.db, args.paths.index, secret, replace=args.replace)
+        people = restore_backup(path, args.paths.db, args.paths.index, secret,
+                                replace=args.replace, notify=_note)
     print(f"restored {people} people from {args.file}")
     return EXIT_OK
 
@@ -1138,12 +1163,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--encrypt", action="store_true",
                    help="encrypt with a passphrase (prompted, or --passphrase-file, or "
                         "$FACEREC_PASSPHRASE)")
-    s.add_argument("--passphrase-file", metavar="FILE", help="read the passphrase from FILE")
+    s.add_argument("--passphrase-file", metavar="FILE",
+                   help="read the passphrase from FILE (UTF-8, one line); implies --encrypt")
     s.set_defaults(func=cmd_backup)
 
     s = sub.add_parser("restore", help="replace the gallery with a backup file")
     s.add_argument("file", metavar="FILE")
-    s.add_argument("--replace", action="store_true", help="overwrite people already here")
+    s.add_argument("--replace", action="store_true",
+                   help="overwrite people already here (a damaged store is kept, renamed)")
     s.add_argument("--passphrase-file", metavar="FILE", help="read the passphrase from FILE")
     s.set_defaults(func=cmd_restore)
 

@@ -145,6 +145,26 @@ def _schema_v3(con: sqlite3.Connection) -> None:
                         [(_with_crc(bytes(e)), i) for i, e in chunk if len(e) == EMBEDDING_DIM * 4])
 
 
+def stored_embedding(raw: bytes, version: int = SCHEMA_VERSION) -> np.ndarray:
+    """The float32 embedding in a blob as a store of schema *version* keeps it.
+
+    Raises
+    ------
+    ValueError
+        If the blob has the wrong size or fails its checksum (its soundness, finite and
+        of unit length, is `sound_rows`'s to check).
+    """
+    if len(raw) == _BLOB_BYTES:
+        body = raw[:-4]
+        if zlib.crc32(body).to_bytes(4, "little") != raw[-4:]:
+            raise ValueError("fails its checksum")
+    elif len(raw) == EMBEDDING_DIM * 4 and version < 3:
+        body = raw  # schema 2 (a store opened read-only, not upgraded; an old backup)
+    else:
+        raise ValueError(f"{len(raw)} bytes, not {_BLOB_BYTES}")
+    return np.frombuffer(body, dtype="<f4")
+
+
 def _with_crc(raw: bytes) -> bytes:
     """512 float32 bytes followed by their CRC-32 (the stored form, schema 3+)."""
     return raw + zlib.crc32(raw).to_bytes(4, "little")
@@ -152,6 +172,21 @@ def _with_crc(raw: bytes) -> bytes:
 
 # Steps from version N-1 to N; the store upgrades itself one step at a time.
 _MIGRATIONS: dict[int, Any] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _schema_v3}
+
+
+def migrate(con: sqlite3.Connection, step: int) -> None:
+    """Run schema step *step* (`_MIGRATIONS`) on *con*, one statement at a time.
+
+    The store's own upgrade, and restore's reference schema (a backup must hold exactly
+    what these steps create).
+    """
+    migration = _MIGRATIONS[step]
+    if callable(migration):
+        migration(con)
+    else:
+        for statement in migration.split(";"):
+            if statement.strip():
+                con.execute(statement)
 
 
 #: What to do about a damaged face (`DamagedEmbedding`).
@@ -1043,13 +1078,7 @@ class SqliteStore(Store):
                 )
             for step in range(version + 1, SCHEMA_VERSION + 1):
                 log.info("upgrading face store %s to schema %d", self.path, step)
-                migration = _MIGRATIONS[step]
-                if callable(migration):
-                    migration(con)
-                else:
-                    for statement in migration.split(";"):
-                        if statement.strip():
-                            con.execute(statement)
+                migrate(con, step)
                 con.execute(f"PRAGMA user_version = {step}")
             con.execute("COMMIT")
         except BaseException:
@@ -1114,16 +1143,10 @@ class SqliteStore(Store):
         return _with_crc(np.asarray(unit, "<f4").tobytes())
 
     def _unvec(self, value: Any, face_id: int, *, check: bool = True) -> np.ndarray:
-        raw = bytes(value)
-        if len(raw) == _BLOB_BYTES:
-            body = raw[:-4]
-            if zlib.crc32(body).to_bytes(4, "little") != raw[-4:]:
-                raise self._malformed(face_id, "fails its checksum")
-        elif len(raw) == EMBEDDING_DIM * 4 and getattr(self, "_version", SCHEMA_VERSION) < 3:
-            body = raw  # a store of schema 2 opened read-only (not upgraded): no checksums yet
-        else:
-            raise self._malformed(face_id, f"{len(raw)} bytes, not {_BLOB_BYTES}")
-        v = np.frombuffer(body, dtype="<f4")
+        try:
+            v = stored_embedding(bytes(value), getattr(self, "_version", SCHEMA_VERSION))
+        except ValueError as exc:
+            raise self._malformed(face_id, str(exc)) from None
         return self._sound(v, face_id) if check else v
 
     @staticmethod
@@ -1462,7 +1485,13 @@ def open_store(location: str | os.PathLike[str], *, cache_dir: Path | None = Non
     StoreError
         If it cannot be opened, or the URL's scheme is not supported.
     """
+    from app.pipeline.backup import remove_stale_temps
+
     text = str(location)
+    # Plaintext copies of a gallery that a killed backup or restore left go first.
+    folder = Path(text).parent if not is_url(text) else cache_dir
+    if folder is not None:
+        remove_stale_temps(folder)
     if not is_url(text):
         return SqliteStore(Path(text))
     scheme = text.split("://", 1)[0].lower()

@@ -158,7 +158,8 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process *pid* still runs (so a temp file it made may still be in use)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -179,7 +180,7 @@ def remove_unused(folder: Path, stem: str, keep: str | None, zero_ids: np.ndarra
         name = path.name
         if name.endswith(PART):
             pid = name[:-len(PART)].rsplit(".", 1)[-1]
-            if pid.isdigit() and _pid_alive(int(pid)) and int(pid) != os.getpid():
+            if pid.isdigit() and pid_alive(int(pid)) and int(pid) != os.getpid():
                 continue  # another process is writing it
         elif not name.endswith(SUFFIX) or name == keep:
             continue
