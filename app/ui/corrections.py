@@ -19,8 +19,8 @@ from app.pipeline.types import SNAPSHOT, Detection, normalize_name
 if TYPE_CHECKING:
     import numpy as np
 
-    from app.pipeline.consistency import Flag
-    from app.pipeline.recognizer import Recognizer
+    from app.pipeline.recognition.consistency import Flag
+    from app.pipeline.recognition.recognizer import Recognizer
     from app.pipeline.types import FaceResult, Person
     from app.ui.worker import PipelineWorker, Reply
 
@@ -79,7 +79,7 @@ def correction_job(worker: PipelineWorker, frame: np.ndarray, face: FaceResult,
             if flag is not None and not force:
                 return Outcome(person, flag=flag)
             if person is not None and person.face_count:
-                from app.pipeline.consistency import person_score
+                from app.pipeline.recognition.consistency import person_score
 
                 similarity = person_score(emb, rec.index.faces_of(person.id)[1])
             person = rec.enroll(clean, [prepared.face])

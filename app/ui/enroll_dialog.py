@@ -65,8 +65,8 @@ from app.ui.video_view import rgb_to_qimage
 from app.ui.widgets import button
 
 if TYPE_CHECKING:
-    from app.pipeline.consistency import Flag
-    from app.pipeline.recognizer import PreparedFace, Recognizer
+    from app.pipeline.recognition.consistency import Flag
+    from app.pipeline.recognition.recognizer import PreparedFace, Recognizer
     from app.pipeline.types import NewFace, Person
     from app.ui.worker import PipelineWorker, Reply
 

@@ -37,8 +37,8 @@ from PySide6.QtWidgets import (
 from app import __version__
 from app.config import Paths, Settings
 from app.pipeline.errors import PersonError
-from app.pipeline.export import open_private
-from app.pipeline.sources import SourceKind, SourceSpec
+from app.pipeline.recognition.sources import SourceKind, SourceSpec
+from app.pipeline.storage.export import open_private
 from app.pipeline.types import name_key, normalize_name
 from app.ui import palette
 from app.ui.corrections import Outcome, correction_job
@@ -54,8 +54,8 @@ from app.ui.worker import FramePayload, PipelineWorker
 if TYPE_CHECKING:
     import numpy as np
 
-    from app.pipeline.consistency import Flag
-    from app.pipeline.outdated import Outdated
+    from app.pipeline.recognition.consistency import Flag
+    from app.pipeline.storage.outdated import Outdated
     from app.pipeline.types import FaceResult, FrameResult, Person, Sighting
 
 log = logging.getLogger(__name__)
@@ -276,7 +276,7 @@ class MainWindow(QMainWindow):
         self._stage_avg: dict[str, float] = {}
         self.people_label = QLabel("– people")
         # Faces enrolled by an older version of facerec: not used for recognition, so the
-        # user must know (app.pipeline.outdated); hidden while every face is current.
+        # user must know (app.pipeline.storage.outdated); hidden while every face is current.
         self.outdated_label = QLabel()
         self.outdated_label.setObjectName("outdatedLabel")
         self.outdated_label.setStyleSheet(palette.WARNING_STYLE)
@@ -625,7 +625,7 @@ class MainWindow(QMainWindow):
         self._outdated_note = note
 
     def _on_worker_store_status(self, offline_since: float | None) -> None:
-        from app.pipeline.shared import describe_offline
+        from app.pipeline.storage.shared import describe_offline
 
         text = describe_offline(offline_since)
         self.store_label.setText(text)

@@ -41,9 +41,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.pipeline.consistency import OUTDATED
 from app.pipeline.errors import PersonError
-from app.pipeline.outdated import Outdated
+from app.pipeline.recognition.consistency import OUTDATED
+from app.pipeline.storage.outdated import Outdated
 from app.pipeline.types import normalize_name
 from app.ui import palette
 from app.ui.enroll_dialog import flagged_icon, local_files, thumbnail_grid
@@ -52,8 +52,8 @@ from app.ui.screen import fit_to_screen
 from app.ui.widgets import button, confirm
 
 if TYPE_CHECKING:
-    from app.pipeline.consistency import Flag
-    from app.pipeline.recognizer import PersonFaces, Recognizer
+    from app.pipeline.recognition.consistency import Flag
+    from app.pipeline.recognition.recognizer import PersonFaces, Recognizer
     from app.pipeline.types import FaceInfo, Person, PersonThumbnail
     from app.ui.worker import PipelineWorker, Reply
 

@@ -1,7 +1,7 @@
 """The recognition log panel: who was seen, when, with what similarity, for how long.
 
 The rows live in the store (`FaceStore.sightings`), written by the pipeline worker
-from `app.pipeline.appearances.AppearanceLog`: one row per appearance of a person, one
+from `app.pipeline.recognition.appearances.AppearanceLog`: one row per appearance of a person, one
 per stranger's track. The panel shows the newest `SHOWN_ROWS` of them: loaded from the
 store when the window opens (so the log survives a restart) and updated as the worker
 reports rows that started or changed. Clear asks first; Export CSV writes every row
@@ -33,12 +33,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.pipeline import export
+from app.pipeline.storage import export
 from app.ui import palette
 from app.ui.widgets import confirm
 
 if TYPE_CHECKING:
-    from app.pipeline.recognizer import Recognizer
+    from app.pipeline.recognition.recognizer import Recognizer
     from app.pipeline.types import Sighting
     from app.ui.worker import PipelineWorker, Reply
 
@@ -83,7 +83,7 @@ def _display_name(row: Sighting) -> str:
 def write_csv(path: Path, rows: Sequence[Sighting]) -> int:
     """Write log rows (newest first) as CSV; return the number of rows.
 
-    Owner-only and safe to open in a spreadsheet (`app.pipeline.export`).
+    Owner-only and safe to open in a spreadsheet (`app.pipeline.storage.export`).
     """
     return export.write_csv(path, CSV_HEADER, (
         [datetime.fromtimestamp(r.started).isoformat(timespec="seconds"), _display_name(r),

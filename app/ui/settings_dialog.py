@@ -23,8 +23,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.config import DEFAULT_FALSE_ACCEPT, Settings
-from app.pipeline.decision import describe_target, load_calibration
 from app.pipeline.errors import ModelError
+from app.pipeline.recognition.decision import describe_target, load_calibration
 from app.ui.palette import HINT_STYLE
 from app.ui.screen import fit_to_screen
 
@@ -186,7 +186,7 @@ class SettingsDialog(QDialog):
     # -- the shared gallery -----------------------------------------------------------
     def _shared_gallery_group(self, s: Settings) -> QGroupBox:
         """Where the gallery lives: this computer, or a PostgreSQL database shared by many."""
-        from app.pipeline.pgstore import mask_url
+        from app.pipeline.storage.pgstore import mask_url
 
         box = QGroupBox("Shared gallery")
         box.setObjectName("sharedGalleryGroup")

@@ -15,7 +15,7 @@ sets ``_gui_busy`` when it emits one, and the GUI calls `frame_shown` once it ha
 painted it. A frame read while the GUI is still busy is thrown away, so Qt's event
 queue never fills up and the picture on screen is always the newest.
 
-The source itself is played by a `Stream` (app/pipeline/stream.py, Qt-free, the same
+The source itself is played by a `Stream` (app/pipeline/recognition/stream.py, Qt-free, the same
 loop ``facerec watch`` and ``facerec bench`` use): its decoding thread, a file paced at
 its own frame rate, the live timeout, seeking, the tracker, the fps window, following
 the gallery. Its results come out in order; a finished frame that the GUI is too busy
@@ -41,14 +41,14 @@ import numpy as np
 from PySide6.QtCore import QObject, QThread, QTimer, Signal
 
 from app.config import Paths, Settings
-from app.pipeline.appearances import AppearanceLog, prune
 from app.pipeline.errors import FacerecError, SourceError, StoreError
-from app.pipeline.sources import SourceKind, SourceSpec, VideoSource, list_cameras
-from app.pipeline.tracking import FaceTracker
+from app.pipeline.recognition.appearances import AppearanceLog, prune
+from app.pipeline.recognition.sources import SourceKind, SourceSpec, VideoSource, list_cameras
+from app.pipeline.recognition.tracking import FaceTracker
 
 if TYPE_CHECKING:
-    from app.pipeline.recognizer import Recognizer
-    from app.pipeline.stream import GalleryFollower, Processed, Stream
+    from app.pipeline.recognition.recognizer import Recognizer
+    from app.pipeline.recognition.stream import GalleryFollower, Processed, Stream
     from app.pipeline.types import FrameResult, Sighting
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ LOG_FLUSH_S = 1.0
 PRUNE_EVERY_S = 3600.0
 
 def _open_recognizer(paths: Paths, settings: Settings) -> Recognizer:
-    from app.pipeline.recognizer import Recognizer
+    from app.pipeline.recognition.recognizer import Recognizer
 
     return Recognizer.open(paths, settings)
 
@@ -351,7 +351,7 @@ class PipelineWorker(QThread):
             return
         failure = None
         # Imported here, as the recognizer is: the window shows before the models load.
-        from app.pipeline.stream import GalleryFollower
+        from app.pipeline.recognition.stream import GalleryFollower
 
         self._follower = GalleryFollower(
             rec, STORE_CHECK_S, on_change=lambda: self.people_changed.emit(rec.people()),
@@ -483,7 +483,7 @@ class PipelineWorker(QThread):
             self._show_ready(force=True)
 
     def _do_open(self, rec: Recognizer, spec: SourceSpec, start_at: int = 0) -> None:
-        from app.pipeline.stream import Stream
+        from app.pipeline.recognition.stream import Stream
 
         self._do_close(emit=False)
         self._spec = spec

@@ -5,10 +5,10 @@ from __future__ import annotations
 import cv2
 import pytest
 
-from app.pipeline.align import CROP_SIZE, align_face, crop_transform
-from app.pipeline.detector import FaceDetector
-from app.pipeline.embedder import FaceEmbedder
 from app.pipeline.imageio import load_image
+from app.pipeline.recognition.align import CROP_SIZE, align_face, crop_transform
+from app.pipeline.recognition.detector import FaceDetector
+from app.pipeline.recognition.embedder import FaceEmbedder
 from tests.conftest import DEEPFACE, FR
 
 PHOTOS = [FR / "obama.jpg", FR / "obama2.jpg", FR / "biden.jpg",

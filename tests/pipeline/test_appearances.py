@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.pipeline.appearances import GAP_S, STRANGER_MIN_S, AppearanceLog, prune
-from app.pipeline.store import FaceStore, NewFace
+from app.pipeline.recognition.appearances import GAP_S, STRANGER_MIN_S, AppearanceLog, prune
+from app.pipeline.storage.store import FaceStore, NewFace
 from app.pipeline.types import FaceResult, FrameResult
 
 

@@ -12,7 +12,7 @@ HEADLESS = """
 import sys
 sys.modules["PySide6"] = None  # any import of Qt now fails loudly
 import app.cli, app.config
-import app.pipeline.recognizer, app.pipeline.sources, app.pipeline.evaluate
+import app.pipeline.recognition.recognizer, app.pipeline.recognition.sources, app.pipeline.tools.evaluate
 code = app.cli.main(["enroll", "Obama", sys.argv[1]])
 code |= app.cli.main(["people"])
 assert not any(m.startswith("PySide6.") for m in sys.modules)

@@ -135,7 +135,7 @@ def test_probing_for_cameras_prints_nothing(tmp_path: Path) -> None:
     from tests.conftest import REPO
 
     probe = subprocess.run(
-        [sys.executable, "-c", "from app.pipeline.sources import list_cameras; "
+        [sys.executable, "-c", "from app.pipeline.recognition.sources import list_cameras; "
                                "print(list_cameras(max_index=6))"],
         cwd=REPO, capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0 and probe.stderr == ""
@@ -244,7 +244,7 @@ def test_a_read_only_data_dir_still_lists_and_recognises(capsys, gallery: Path,
     Tests run as root in CI, where permissions do not stop writes; the check is the
     one the store makes (`store.writable`), answered as for a read-only folder.
     """
-    from app.pipeline import store as store_mod
+    from app.pipeline.storage import store as store_mod
 
     run(capsys, gallery, "identify", FR / "biden.jpg")  # the index is saved, the WAL closed
     before = {p.name: p.read_bytes() for p in gallery.iterdir() if p.is_file()}
@@ -262,7 +262,7 @@ def test_a_read_only_data_dir_still_lists_and_recognises(capsys, gallery: Path,
 
 def test_a_full_disk_says_so(capsys, gallery: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Below ~30 KB free SQLite reports "disk I/O error" (its WAL cannot grow)."""
-    from app.pipeline import store as store_mod
+    from app.pipeline.storage import store as store_mod
 
     real_connect = sqlite3.connect
 
@@ -441,7 +441,7 @@ def test_csv_cells_cannot_run_as_formulas(tmp_path: Path) -> None:
     """OWASP CSV injection: a text cell starting with = + - @ tab or CR gets a leading '."""
     import csv
 
-    from app.pipeline.export import write_csv
+    from app.pipeline.storage.export import write_csv
 
     hostile = ['=HYPERLINK("http://evil.example","x")', "@SUM(A1)", "+cmd", "-2+3",
                "\tindented", "\rreturn"]
@@ -517,7 +517,7 @@ def test_a_video_with_a_non_utf8_name_plays(face_video: Path, tmp_path: Path) ->
     raw = os.fsencode(tmp_path) + b"/caf\xe9.avi"
     with open(raw, "wb") as f:
         f.write(face_video.read_bytes())
-    code = ("import sys, os\nfrom app.pipeline.sources import VideoSource\n"
+    code = ("import sys, os\nfrom app.pipeline.recognition.sources import VideoSource\n"
             "s = VideoSource(os.fsdecode(sys.argv[1].encode('utf-8', 'surrogateescape')))\n"
             "n = 0\nwhile s.read() is not None: n += 1\nprint(n)\n")
     done = subprocess.run([sys.executable, "-c", code, os.fsdecode(raw)], cwd=REPO,
@@ -614,7 +614,7 @@ def test_watch_follows_a_change_made_by_another_process(capsys, data_dir: Path, 
     import time
 
     from app.cli import WATCH_REFRESH_S
-    from app.pipeline.store import FaceStore
+    from app.pipeline.storage.store import FaceStore
     from tests.conftest import REPO
     from tests.video import write_slideshow
 

@@ -37,7 +37,7 @@ def names(result: list[dict]) -> list[list[str | None]]:
 
 def store_state(capsys, data_dir: Path) -> tuple[str, int]:
     """What the store holds (people and face counts) and its change counter."""
-    from app.pipeline.store import FaceStore
+    from app.pipeline.storage.store import FaceStore
 
     code, out, _ = run(capsys, data_dir, "people", "--json")
     assert code == 0

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from app.config import Paths, Settings
-from app.pipeline.consistency import OTHER_PERSON, SAME_PERSON_MIN, UNLIKE
-from app.pipeline.recognizer import Recognizer
-from app.pipeline.store import NewFace
+from app.pipeline.recognition.consistency import OTHER_PERSON, SAME_PERSON_MIN, UNLIKE
+from app.pipeline.recognition.recognizer import Recognizer
+from app.pipeline.storage.store import NewFace
 from tests.conftest import DEEPFACE, FR
 from tests.identities import identity_groups
 

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from app.config import DEFAULT_FALSE_ACCEPT, Paths, Settings
-from app.pipeline.align import EMBEDDING_VERSION
-from app.pipeline.consistency import SAME_PERSON_MIN
-from app.pipeline.decision import Calibration, DecisionRule, load_calibration
 from app.pipeline.errors import ModelError
-from app.pipeline.index import Match
 from app.pipeline.models import EMBEDDER
-from app.pipeline.recognizer import Recognizer
-from app.pipeline.store import NewFace
+from app.pipeline.recognition.align import EMBEDDING_VERSION
+from app.pipeline.recognition.consistency import SAME_PERSON_MIN
+from app.pipeline.recognition.decision import Calibration, DecisionRule, load_calibration
+from app.pipeline.recognition.index import Match
+from app.pipeline.recognition.recognizer import Recognizer
+from app.pipeline.storage.store import NewFace
 from tests.people import shared_people
 
 # -- the calibration --------------------------------------------------------------------

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from app.pipeline.errors import FacerecError
-from app.pipeline.evaluate import Pair, read_pairs, tar_at_far, verify_pairs
+from app.pipeline.tools.evaluate import Pair, read_pairs, tar_at_far, verify_pairs
 from tests.conftest import DEEPFACE
 from tests.people import lfw_tree, shared_people, write_lfw_pairs
 from tests.pipeline.test_cli import run

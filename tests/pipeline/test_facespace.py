@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.pipeline.bench import synthetic_gallery
-from app.pipeline.facespace import fit, load_face_space
+from app.pipeline.tools.bench import synthetic_gallery
+from app.pipeline.tools.facespace import fit, load_face_space
 from tests.conftest import REPO
 
 
@@ -53,7 +53,7 @@ def test_fit_recovers_the_model_it_was_drawn_from() -> None:
 
 
 def test_the_fitting_command_needs_lfw(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "app.pipeline.facespace", "--lfw", str(tmp_path),
+    out = subprocess.run([sys.executable, "-m", "app.pipeline.tools.facespace", "--lfw", str(tmp_path),
                           "--out", str(tmp_path / "x.npz")], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 2 and "images_deepfunneled" in out.stderr
     assert not (tmp_path / "x.npz").exists()

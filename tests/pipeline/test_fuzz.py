@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from app.pipeline.align import align_face
-from app.pipeline.detector import FaceDetector
-from app.pipeline.embedder import FaceEmbedder
 from app.pipeline.errors import ImageError
 from app.pipeline.imageio import decode_image
+from app.pipeline.recognition.align import align_face
+from app.pipeline.recognition.detector import FaceDetector
+from app.pipeline.recognition.embedder import FaceEmbedder
 from tests.conftest import FR
 
 

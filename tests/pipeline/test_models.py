@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from app.pipeline.detector import FaceDetector
-from app.pipeline.embedder import FaceEmbedder
 from app.pipeline.errors import ModelError
 from app.pipeline.models import DETECTOR, EMBEDDER, EMBEDDING_MEAN, models_dir, sha256_of, verified_model
+from app.pipeline.recognition.detector import FaceDetector
+from app.pipeline.recognition.embedder import FaceEmbedder
 from tests.conftest import REPO
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from app.config import DEFAULT_FALSE_ACCEPT, Paths, Settings
-from app.pipeline.decision import Calibration, load_calibration
-from app.pipeline.lfw import SplitPlan, lfw_people, plan_split
-from app.pipeline.openset import RUNNER_UP_WEIGHTS, embed_probes, score_galleries
-from app.pipeline.recognizer import Recognizer
+from app.pipeline.recognition.decision import Calibration, load_calibration
+from app.pipeline.recognition.recognizer import Recognizer
+from app.pipeline.tools.lfw import SplitPlan, lfw_people, plan_split
+from app.pipeline.tools.openset import RUNNER_UP_WEIGHTS, embed_probes, score_galleries
 from tests.people import link, shared_people
 from tests.pipeline.test_cli import run
 
@@ -181,11 +181,11 @@ def test_lfw_split_is_seeded_and_disjoint(capsys, data_dir: Path, tmp_path: Path
 
 def test_embedding_mean_is_the_person_balanced_mean_of_the_network(capsys, data_dir: Path,
                                                                     tmp_path: Path) -> None:
-    from app.pipeline.detector import FaceDetector
-    from app.pipeline.embedder import FaceEmbedder, load_mean
     from app.pipeline.imageio import load_image
     from app.pipeline.models import sha256_of
-    from app.pipeline.recognizer import subject_face_embedding
+    from app.pipeline.recognition.detector import FaceDetector
+    from app.pipeline.recognition.embedder import FaceEmbedder, load_mean
+    from app.pipeline.recognition.recognizer import subject_face_embedding
 
     people = {n: ps for n, ps in sorted(shared_people().items())[:3]}
     for name, photos in people.items():

@@ -16,10 +16,10 @@ import pytest
 
 from app.cli import main
 from app.config import Paths, Settings
-from app.pipeline.align import EMBEDDING_VERSION
-from app.pipeline.consistency import OUTDATED
-from app.pipeline.recognizer import Recognizer
-from app.pipeline.store import FaceStore, NewFace
+from app.pipeline.recognition.align import EMBEDDING_VERSION
+from app.pipeline.recognition.consistency import OUTDATED
+from app.pipeline.recognition.recognizer import Recognizer
+from app.pipeline.storage.store import FaceStore, NewFace
 from tests.conftest import FR
 
 #: The versions facerec wrote before this one ('' is a face from before the store kept it).
@@ -139,9 +139,9 @@ def test_the_cli_says_who_must_be_enrolled_again(capsys, data_dir: Path, obama) 
 def test_the_mean_embedding_is_verified_and_shapes_every_embedding(tmp_path: Path) -> None:
     import shutil
 
-    from app.pipeline.embedder import FaceEmbedder, load_mean
     from app.pipeline.errors import ModelError
     from app.pipeline.models import EMBEDDER, EMBEDDING_MEAN, models_dir
+    from app.pipeline.recognition.embedder import FaceEmbedder, load_mean
 
     mean = load_mean()
     assert mean.shape == (512,) and 0.1 < float(np.linalg.norm(mean)) < 0.3

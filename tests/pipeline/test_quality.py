@@ -17,18 +17,18 @@ import numpy as np
 import pytest
 
 from app.config import Paths, Settings
-from app.pipeline.align import warp
-from app.pipeline.detector import FaceDetector
 from app.pipeline.errors import NoFaceError
 from app.pipeline.imageio import load_image
-from app.pipeline.quality import (
+from app.pipeline.recognition.align import warp
+from app.pipeline.recognition.detector import FaceDetector
+from app.pipeline.recognition.quality import (
     MIN_SHARPNESS,
     blurred_frame,
     face_sharpness,
     sharpness,
     square_transform,
 )
-from app.pipeline.recognizer import Recognizer
+from app.pipeline.recognition.recognizer import Recognizer
 from app.pipeline.types import PHOTO_OF_ONE, SNAPSHOT, Refusal
 from tests.conftest import DEEPFACE, FR
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from app.config import DEFAULT_FALSE_ACCEPT
-from app.pipeline.align import align_face
-from app.pipeline.decision import load_calibration
-from app.pipeline.detector import FaceDetector
-from app.pipeline.embedder import FaceEmbedder
 from app.pipeline.imageio import load_image
+from app.pipeline.recognition.align import align_face
+from app.pipeline.recognition.decision import load_calibration
+from app.pipeline.recognition.detector import FaceDetector
+from app.pipeline.recognition.embedder import FaceEmbedder
 from tests.conftest import DEEPFACE, FR
 
 

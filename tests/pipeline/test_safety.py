@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from app.cli import main
-from app.pipeline.store import FaceStore
+from app.pipeline.storage.store import FaceStore
 from tests.conftest import DEEPFACE, FR
 
 PY = [sys.executable, "-m", "app"]
@@ -240,7 +240,7 @@ def test_restore_under_a_running_recognizer(tmp_path: Path, capsys) -> None:
     """A process that has the store open sees the restored gallery; nothing is lost."""
     from app.config import Paths, Settings
     from app.pipeline.imageio import load_image
-    from app.pipeline.recognizer import Recognizer
+    from app.pipeline.recognition.recognizer import Recognizer
 
     src, dst = tmp_path / "src", tmp_path / "dst"
     assert main(["--data-dir", str(src), "enroll", "Obama", str(FR / "obama.jpg")]) == 0
@@ -302,7 +302,7 @@ def crafted_backup(two_people: Path, tmp_path: Path, change: str | Callable) -> 
     """A plain backup of a copy of *two_people*'s store changed by *change* (SQL, or a function
     of the connection), wrapped by our writer (its checksum covers only the payload: anyone
     can make one)."""
-    from app.pipeline.backup import write_backup
+    from app.pipeline.storage.backup import write_backup
 
     work = tmp_path / "crafted"
     work.mkdir()
@@ -376,8 +376,8 @@ def test_restore_accepts_only_a_store_as_facerec_makes_it(capsys, two_people: Pa
 
 def test_a_backup_of_an_older_schema_still_restores(capsys, target: Path, tmp_path: Path) -> None:
     """The schema check follows the store's own migrations: a version-1 store is ours too."""
-    from app.pipeline.backup import write_backup
-    from app.pipeline.store import _MIGRATIONS
+    from app.pipeline.storage.backup import write_backup
+    from app.pipeline.storage.store import _MIGRATIONS
 
     old = tmp_path / "old" / "faces.db"
     old.parent.mkdir()
@@ -399,8 +399,8 @@ def test_a_backup_of_an_older_schema_still_restores(capsys, target: Path, tmp_pa
 
 def test_a_backup_with_another_page_size_restores(capsys, target: Path, tmp_path: Path) -> None:
     """SQLite cannot copy pages of another size into a WAL store: the copy is converted."""
-    from app.pipeline.backup import write_backup
-    from app.pipeline.store import NewFace
+    from app.pipeline.storage.backup import write_backup
+    from app.pipeline.storage.store import NewFace
 
     other = tmp_path / "other" / "faces.db"
     with FaceStore(other) as store:
@@ -673,7 +673,7 @@ def test_a_killed_encrypted_backup_leaves_no_plaintext_copy(two_people: Path,
 _OPEN_AND_ADD = """
 import sys, time
 import numpy as np
-from app.pipeline.store import FaceStore, NewFace
+from app.pipeline.storage.store import FaceStore, NewFace
 path, name, go = sys.argv[1], sys.argv[2], float(sys.argv[3])
 while time.time() < go:
     pass

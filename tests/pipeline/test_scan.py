@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from app.config import Paths, Settings
-from app.pipeline.detector import TilePlan
-from app.pipeline.recognizer import Recognizer
-from app.pipeline.scan import NEAR_RESCAN, RESCAN_AFTER, SWEEP_FRAMES, TileScheduler, frame_cells
-from app.pipeline.tracking import TILES_PER_FRAME, FaceTracker
+from app.pipeline.recognition.detector import TilePlan
+from app.pipeline.recognition.recognizer import Recognizer
+from app.pipeline.recognition.scan import NEAR_RESCAN, RESCAN_AFTER, SWEEP_FRAMES, TileScheduler, frame_cells
+from app.pipeline.recognition.tracking import TILES_PER_FRAME, FaceTracker
 from app.pipeline.types import Detection
 from tests.conftest import DEEPFACE, FR
 from tests.pipeline.test_tracking import small_face_scene

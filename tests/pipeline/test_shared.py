@@ -24,14 +24,14 @@ import numpy as np
 import pytest
 
 from app.cli import main
-from app.pipeline.align import EMBEDDING_VERSION
 from app.pipeline.errors import PersonError
-from app.pipeline.facespace import load_face_space
-from app.pipeline.index import FaceIndex
-from app.pipeline.outdated import current_gallery
-from app.pipeline.pgstore import PostgresStore, StoreOfflineError, Vector
-from app.pipeline.shared import SharedStore
-from app.pipeline.store import FaceStore, NewFace, Sighting
+from app.pipeline.recognition.align import EMBEDDING_VERSION
+from app.pipeline.recognition.index import FaceIndex
+from app.pipeline.storage.outdated import current_gallery
+from app.pipeline.storage.pgstore import PostgresStore, StoreOfflineError, Vector
+from app.pipeline.storage.shared import SharedStore
+from app.pipeline.storage.store import FaceStore, NewFace, Sighting
+from app.pipeline.tools.facespace import load_face_space
 from tests.conftest import DEEPFACE, FR, REPO
 
 WAIT_S = 60.0  # generous upper bounds: the tests return as soon as things happen
@@ -324,7 +324,7 @@ def test_a_workstation_restarted_while_the_database_is_down(private_server, tmp_
                 for k in range(4)]
         assert ws.record_sightings(rows) == 4
         # The database-search stand-in answers from the local copy while it is away.
-        from app.pipeline.shared import RemoteIndex
+        from app.pipeline.storage.shared import RemoteIndex
 
         remote = RemoteIndex(ws)
         assert remote.match(gallery.embeddings[:1])[0].name == "Ada"
@@ -520,8 +520,8 @@ def test_older_version_faces_nearest_the_probe_do_not_crowd_out_the_candidates(p
 def test_a_large_shared_gallery_is_searched_in_the_database(pg_url: str, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from app.config import Paths
-    from app.pipeline import shared
-    from app.pipeline.recognizer import Recognizer
+    from app.pipeline.recognition.recognizer import Recognizer
+    from app.pipeline.storage import shared
 
     monkeypatch.setattr(shared, "DB_SEARCH_ABOVE", 1)
     with Recognizer.open(Paths(tmp_path / "ws"), store=pg_url) as rec:
@@ -555,7 +555,7 @@ def test_a_fresh_copy_keeps_its_vectors_in_one_file_and_follows_changes(
         pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A workstation's first copy writes the vectors to a flat file (its SQLite rows hold
     none); later changes arrive incrementally; a removed face's vector is zeroed on disk."""
-    from app.pipeline.vectorfile import VectorFile
+    from app.pipeline.storage.vectorfile import VectorFile
 
     # The binary COPY is parsed in blocks: small ones here, so rows straddle them.
     monkeypatch.setattr(PostgresStore, "_COPY_BLOCK", 5000)
@@ -597,7 +597,7 @@ def test_a_copy_cut_short_is_never_used(pg_url: str, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A full copy that fails part-way leaves the previous copy in use, untouched, and no
     partial file; files a killed process left behind are removed by the next copy."""
-    from app.pipeline import vectorfile
+    from app.pipeline.storage import vectorfile
 
     rng = np.random.default_rng(22)
     home = tmp_path / "ws"
@@ -642,7 +642,7 @@ def test_a_workstation_restarted_offline_recognises_from_its_vector_file(
         private_server, tmp_path: Path) -> None:
     """The copy made in bulk survives a restart with the database away and serves the
     exact search stand-in (the database-search path's fallback)."""
-    from app.pipeline.shared import RemoteIndex
+    from app.pipeline.storage.shared import RemoteIndex
 
     url = private_server.url("gallery")
     rng = np.random.default_rng(23)

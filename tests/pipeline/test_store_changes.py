@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.pipeline.backup import restore_backup, write_backup
 from app.pipeline.errors import PersonError
-from app.pipeline.index import FaceIndex
-from app.pipeline.store import (
+from app.pipeline.recognition.index import FaceIndex
+from app.pipeline.storage.backup import restore_backup, write_backup
+from app.pipeline.storage.store import (
     _MIGRATIONS,
     SCHEMA_VERSION,
     FaceStore,
@@ -216,9 +216,9 @@ def test_face_corrections_reach_another_recognizer_incrementally(data_dir: Path)
     second one on the same data directory (the CLI, another window) follows on refresh,
     through the changes alone, without reloading the gallery."""
     from app.config import Paths
-    from app.pipeline.align import EMBEDDING_VERSION
     from app.pipeline.imageio import load_image
-    from app.pipeline.recognizer import Recognizer
+    from app.pipeline.recognition.align import EMBEDDING_VERSION
+    from app.pipeline.recognition.recognizer import Recognizer
     from tests.conftest import FR
 
     paths = Paths(data_dir)
@@ -318,7 +318,7 @@ def test_a_damaged_embedding_is_quarantined_in_both_engines(store: Store, rng: n
 
 def test_a_shared_gallery_of_schema_2_gets_the_new_name_keys(pg_url: str, rng: np.random.Generator) -> None:
     """Issue 13 item 4 in PostgreSQL: keys made by case folding ("strasse") are recomputed."""
-    from app.pipeline.pgstore import PostgresStore
+    from app.pipeline.storage.pgstore import PostgresStore
 
     with PostgresStore(pg_url) as store:
         store.add_faces("Straße", faces(rng, 1))

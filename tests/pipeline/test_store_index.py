@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from app.pipeline.errors import PersonError
-from app.pipeline.index import MEAN_FACE_WEIGHT, FaceIndex, faces_per_decision, person_score
-from app.pipeline.store import SCHEMA_VERSION, FaceStore, Gallery, NewFace, normalize_name
+from app.pipeline.recognition.index import MEAN_FACE_WEIGHT, FaceIndex, faces_per_decision, person_score
+from app.pipeline.storage.store import SCHEMA_VERSION, FaceStore, Gallery, NewFace, normalize_name
 
 
 def unit(v: np.ndarray) -> np.ndarray:
@@ -277,7 +277,7 @@ def test_damaged_embeddings_are_quarantined_not_searched(data_dir: Path, rng: np
 
 def test_a_version_2_store_is_migrated_without_loss(data_dir: Path, rng: np.random.Generator) -> None:
     """A store written by the previous release (schema 2) opens, gains checksums, keeps every row."""
-    from app.pipeline.store import _MIGRATIONS
+    from app.pipeline.storage.store import _MIGRATIONS
 
     db = data_dir / "faces.db"
     data_dir.mkdir()
@@ -379,8 +379,8 @@ def test_stale_index_temp_files_are_removed_at_open(tmp_path: Path, rng: np.rand
 def test_a_short_index_write_keeps_the_previous_index(tmp_path: Path, rng: np.random.Generator,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """ENOSPC: hnswlib writes a truncated file without an error; it must never be installed."""
-    from app.pipeline import index as index_mod
-    from app.pipeline.store import GalleryDelta
+    from app.pipeline.recognition import index as index_mod
+    from app.pipeline.storage.store import GalleryDelta
 
     gallery, centres = clustered_gallery(rng, people=20, per=2)
     path = tmp_path / "faces.hnsw"
@@ -446,8 +446,8 @@ def test_an_index_that_does_not_fit_the_store_is_rebuilt(tmp_path: Path, rng: np
 
 def test_removing_above_the_rebuild_limit_leaves_no_vector_in_the_index(
         tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.pipeline import index as index_mod
-    from app.pipeline.store import GalleryDelta
+    from app.pipeline.recognition import index as index_mod
+    from app.pipeline.storage.store import GalleryDelta
 
     monkeypatch.setattr(index_mod, "REBUILD_ON_DELETE_LIMIT", 4)  # as if above 10,000 faces
     gallery, centres = clustered_gallery(rng, people=10, per=2)
@@ -478,8 +478,8 @@ def test_a_read_only_folder_is_opened_read_only(rng: np.random.Generator) -> Non
     import shutil
     import tempfile
 
-    from app.pipeline.backup import restore_backup, write_backup
     from app.pipeline.errors import StoreError
+    from app.pipeline.storage.backup import restore_backup, write_backup
 
     root = Path(tempfile.mkdtemp(prefix="facerec-ro-"))
     try:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from app.config import Paths, Settings
-from app.pipeline.recognizer import Recognizer
-from app.pipeline.sources import ReadAhead, VideoSource
-from app.pipeline.stream import GalleryFollower, Processed, Stream, StreamPipeline
-from app.pipeline.tracking import FaceTracker
+from app.pipeline.recognition.recognizer import Recognizer
+from app.pipeline.recognition.sources import ReadAhead, VideoSource
+from app.pipeline.recognition.stream import GalleryFollower, Processed, Stream, StreamPipeline
+from app.pipeline.recognition.tracking import FaceTracker
 from tests.conftest import DEEPFACE, FR
 from tests.pipeline.test_tracking import frames_of, small_face_scene
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from app.config import Paths, Settings
-from app.pipeline.detector import (
+from app.pipeline.imageio import load_image
+from app.pipeline.recognition.detector import (
     MAX_FACE_PER_TILE,
     MIN_FACE_PX,
     TILE_PER_FACE,
@@ -17,10 +18,9 @@ from app.pipeline.detector import (
     TilePlan,
     iou,
 )
-from app.pipeline.imageio import load_image
-from app.pipeline.recognizer import Recognizer
-from app.pipeline.sources import VideoSource
-from app.pipeline.tracking import FaceTracker
+from app.pipeline.recognition.recognizer import Recognizer
+from app.pipeline.recognition.sources import VideoSource
+from app.pipeline.recognition.tracking import FaceTracker
 from tests.conftest import DEEPFACE, FR
 
 
@@ -254,7 +254,7 @@ def test_a_steady_small_face_is_followed_without_a_region_on_every_frame(
     # Faces of 150 and 170 px in 720p: the whole-frame pass finds them but places them
     # coarsely, so each has a region. While they hold still the region runs once in
     # LENS_FRAMES frames; the boxes and names are those a region on every frame gives.
-    from app.pipeline import tracking
+    from app.pipeline.recognition import tracking
 
     photos = [FR / "obama2.jpg", FR / "biden.jpg"]
     still, _ = small_face_scene(rec, (1280, 720), (150, 170), photos, [(300, 300), (900, 380)])
@@ -291,7 +291,7 @@ def test_a_steady_scene_coasts_on_every_other_frame_with_the_same_names(
     # A webcam sitter drifting by a pixel or two: every other frame needs no whole-frame
     # pass (the face's detection, moved with it, stands in), and what is embedded and
     # named is what a whole-frame pass on every frame gives.
-    from app.pipeline import tracking
+    from app.pipeline.recognition import tracking
 
     frames = [small_face_scene(rec, (640, 480), (200,), [FR / "obama3.jpg"],
                                [(320 + round(2 * np.sin(i / 4)), 240 + round(np.cos(i / 5)))])[0]

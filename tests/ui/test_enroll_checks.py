@@ -8,7 +8,7 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
-from app.pipeline.store import FaceStore
+from app.pipeline.storage.store import FaceStore
 from tests.conftest import DEEPFACE, FR
 
 
@@ -171,7 +171,7 @@ def test_photos_dropped_on_the_dialog_are_added(qtbot, make_window, tmp_path):  
 def test_a_snapshot_names_the_stopped_source_and_refuses_motion_blur(qtbot, make_window,  # noqa: ANN001
                                                                      face_video):
     from app.pipeline.imageio import load_image
-    from app.pipeline.quality import blurred_frame
+    from app.pipeline.recognition.quality import blurred_frame
     from tests.video import fit
 
     win = make_window(face_video)

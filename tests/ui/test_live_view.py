@@ -16,7 +16,7 @@ from PySide6.QtGui import QContextMenuEvent, QKeySequence
 from PySide6.QtWidgets import QApplication
 
 from app.cli import main
-from app.pipeline.store import FaceStore
+from app.pipeline.storage.store import FaceStore
 from app.ui.video_view import KNOWN_COLOR
 from tests.conftest import FR
 from tests.ui.test_main_window import wait_for_payload

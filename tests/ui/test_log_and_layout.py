@@ -13,7 +13,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QApplication
 
 from app.cli import main
-from app.pipeline.store import FaceStore, Sighting
+from app.pipeline.storage.store import FaceStore, Sighting
 from tests.conftest import FR, REPO
 
 

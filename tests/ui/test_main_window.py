@@ -130,7 +130,7 @@ def test_enroll_recognise_rename_delete(qtbot, make_window, face_video, monkeypa
 
 
 def test_enroll_dialog_rejects_files_with_reasons(qtbot, make_window, tmp_path, paths):  # noqa: ANN001
-    from app.pipeline.store import FaceStore
+    from app.pipeline.storage.store import FaceStore
     from tests.conftest import DEEPFACE
 
     win = make_window(None, wait_ready=True)
@@ -301,7 +301,7 @@ def test_close_stops_worker_and_remembers_geometry(qtbot, paths, face_video):  #
 
 def test_settings_dialog_saves_and_applies(qtbot, make_window, paths):  # noqa: ANN001
     from app.config import DEFAULT_FALSE_ACCEPT
-    from app.pipeline.decision import load_calibration
+    from app.pipeline.recognition.decision import load_calibration
 
     win = make_window(None)
     dlg = win.open_settings_dialog()
@@ -352,7 +352,7 @@ def test_settings_dialog_keeps_the_shared_gallery_url_without_showing_its_passwo
 
 def test_window_on_a_shared_gallery_says_when_it_is_offline(qtbot, make_window, paths,  # noqa: ANN001
                                                              private_server, monkeypatch):
-    from app.pipeline.store import NewFace
+    from app.pipeline.storage.store import NewFace
 
     monkeypatch.setenv("FACEREC_STORE", private_server.url("gallery"))
     win = make_window(None)
@@ -379,7 +379,7 @@ def test_log_export_csv(qtbot, make_window, paths, face_video, tmp_path, monkeyp
     import time
     import uuid
 
-    from app.pipeline.store import FaceStore, NewFace, Sighting
+    from app.pipeline.storage.store import FaceStore, NewFace, Sighting
 
     hostile, source = '=HYPERLINK("http://evil.example","click")', "@SUM(1+1)*cmd|' /C calc'!A0"
     with FaceStore(paths.db) as store:  # a person far from every face in the video
@@ -422,7 +422,7 @@ class FakeCamera:
     frames_before_loss = 8
 
     def __init__(self, spec, width=None, height=None) -> None:  # noqa: ANN001
-        from app.pipeline.sources import SourceSpec
+        from app.pipeline.recognition.sources import SourceSpec
 
         self.spec = spec if isinstance(spec, SourceSpec) else SourceSpec.parse(spec)
         self.fps, self.is_live, self.n = 30.0, True, 0

@@ -10,8 +10,8 @@ from PySide6.QtWidgets import QMessageBox
 
 from app.cli import main
 from app.config import Settings
-from app.pipeline.recognizer import Recognizer
-from app.pipeline.store import FaceStore
+from app.pipeline.recognition.recognizer import Recognizer
+from app.pipeline.storage.store import FaceStore
 from tests.conftest import DEEPFACE, FR
 from tests.ui.test_enroll_checks import drag_files
 

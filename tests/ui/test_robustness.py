@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
-from app.pipeline.store import FaceStore
+from app.pipeline.storage.store import FaceStore
 from tests.conftest import DEEPFACE, FR
 from tests.corpus import ACCEPT, CORPUS, build
 from tests.ui.test_main_window import OBAMA, names, wait_for_payload

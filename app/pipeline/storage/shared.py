@@ -46,16 +46,16 @@ from typing import Any
 import numpy as np
 
 from app.pipeline.errors import StoreError
-from app.pipeline.index import FaceIndex, Match
-from app.pipeline.outdated import current_gallery
-from app.pipeline.pgstore import (
+from app.pipeline.recognition.index import FaceIndex, Match
+from app.pipeline.storage.outdated import current_gallery
+from app.pipeline.storage.pgstore import (
     CHANNEL,
     PostgresStore,
     StoreOfflineError,
     mask_url,
     pg_ef_search,
 )
-from app.pipeline.store import GalleryDump, MergeReport, SqliteStore, Store, merge_into
+from app.pipeline.storage.store import GalleryDump, MergeReport, SqliteStore, Store, merge_into
 from app.pipeline.types import FaceInfo, Gallery, GalleryDelta, NewFace, Person, Sighting
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ ids never reused, the recognition log with writer-made ids, schema migrations wi
 version. On top of it:
 
 * Every change to the gallery sends ``NOTIFY facerec_gallery, '<generation>'`` on commit,
-  so workstations learn of it at once (`app.pipeline.shared`).
+  so workstations learn of it at once (`app.pipeline.storage.shared`).
 * Embeddings are ``vector(512)`` with an HNSW index (``vector_cosine_ops``), so a
   gallery too large for a workstation's memory can be searched in the database with the
   same per-person rule as the local index (`PostgresStore.match`).
@@ -38,9 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from app.pipeline.align import EMBEDDING_VERSION
 from app.pipeline.errors import StoreError
-from app.pipeline.index import (
+from app.pipeline.recognition.align import EMBEDDING_VERSION
+from app.pipeline.recognition.index import (
     CANDIDATES,
     MEAN_FACE_WEIGHT,
     NO_MATCH,
@@ -48,7 +48,7 @@ from app.pipeline.index import (
     Match,
     faces_per_decision,
 )
-from app.pipeline.store import (
+from app.pipeline.storage.store import (
     SCHEMA_VERSION,
     UNIT_TOLERANCE,
     BulkFaces,
@@ -623,7 +623,7 @@ class PostgresStore(Store):
         numpy in blocks of fixed-size records; the vectors go to disk as they arrive, so
         a million faces never sit in memory as Python objects.
         """
-        from app.pipeline.vectorfile import VectorWriter
+        from app.pipeline.storage.vectorfile import VectorWriter
 
         row = self._COPY_ROW
         text = {int(i): (s, b) for i, s, b in con.execute(
@@ -747,8 +747,8 @@ class PostgresStore(Store):
         return len(dump.people)
 
     # -- search in the database -------------------------------------------------------
-    # Only faces of this embedding version take part (`app.pipeline.outdated`). A
-    # person's score is `app.pipeline.index.person_score`: the similarity to their mean
+    # Only faces of this embedding version take part (`app.pipeline.storage.outdated`). A
+    # person's score is `app.pipeline.recognition.index.person_score`: the similarity to their mean
     # face (the sum of similarities over the length of the sum of embeddings) blended
     # with the mean of their best few.
     @staticmethod
@@ -795,9 +795,9 @@ class PostgresStore(Store):
               ef: int = PG_EF_SEARCH) -> list[Match]:
         """The best person per query, found through pgvector's HNSW index in the database.
 
-        The same per-person rule as `app.pipeline.index.FaceIndex.match`: the nearest
+        The same per-person rule as `app.pipeline.recognition.index.FaceIndex.match`: the nearest
         `CANDIDATES` faces name up to `PEOPLE_PER_QUERY` people, and each one's score is
-        `app.pipeline.index.person_score` over *all* their faces of this embedding
+        `app.pipeline.recognition.index.person_score` over *all* their faces of this embedding
         version, computed exactly (float32) in the database. The candidates come from
         whichever index the gallery has (`index_kind`, looked up once per connection).
         """

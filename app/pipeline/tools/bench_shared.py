@@ -1,6 +1,6 @@
 """``facerec bench --store URL``: a shared gallery in PostgreSQL + pgvector, measured.
 
-For each gallery size (synthetic clustered faces, as in `app.pipeline.bench`):
+For each gallery size (synthetic clustered faces, as in `app.pipeline.tools.bench`):
 
 1. **Load**: the faces are written with one binary ``COPY`` and pgvector's HNSW index is
    built (m 16, ef_construction 64, one parallel worker).
@@ -32,19 +32,19 @@ from typing import Any
 
 import numpy as np
 
-from app.pipeline.align import EMBEDDING_VERSION
-from app.pipeline.bench import SEARCH_REPEATS, machine, percentile, synthetic_gallery
 from app.pipeline.errors import StoreError
-from app.pipeline.facespace import FACE_SPACE_FILE, load_face_space
-from app.pipeline.index import FaceIndex
 from app.pipeline.models import models_dir, sha256_of
-from app.pipeline.pgstore import (
+from app.pipeline.recognition.align import EMBEDDING_VERSION
+from app.pipeline.recognition.index import FaceIndex
+from app.pipeline.storage.pgstore import (
     PG_HNSW_EF_CONSTRUCTION,
     PG_HNSW_M,
     PG_INDEX_KIND,
     PostgresStore,
     pg_ef_search,
 )
+from app.pipeline.tools.bench import SEARCH_REPEATS, machine, percentile, synthetic_gallery
+from app.pipeline.tools.facespace import FACE_SPACE_FILE, load_face_space
 from app.pipeline.types import EMBEDDING_DIM, NewFace, name_key
 
 #: ef_search values swept at each size (on the first `SWEEP_PROBES` probes, 2 passes).
@@ -200,11 +200,11 @@ def bench_db_search(pg: PostgresStore, loaded: dict[str, Any], threads: int) -> 
 def bench_fresh_sync(url: str, threads: int) -> dict[str, Any]:
     """A workstation with an empty data directory: its copy made, then its index ready.
 
-    The copy is the SQLite rows plus the vector file (`app.pipeline.vectorfile`).
+    The copy is the SQLite rows plus the vector file (`app.pipeline.storage.vectorfile`).
     """
     from app.config import Settings
-    from app.pipeline.recognizer import make_index
-    from app.pipeline.shared import SharedStore
+    from app.pipeline.recognition.recognizer import make_index
+    from app.pipeline.storage.shared import SharedStore
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -226,7 +226,7 @@ def bench_fresh_sync(url: str, threads: int) -> dict[str, Any]:
 
 def bench_propagation(url: str, rounds: int = 10) -> dict[str, Any]:
     """Seconds from a commit on one connection until another workstation's mirror has it."""
-    from app.pipeline.shared import SharedStore
+    from app.pipeline.storage.shared import SharedStore
 
     rng = np.random.default_rng(5)
     delays = []
@@ -262,7 +262,7 @@ def run(url: str, sizes: Sequence[int], threads: int,
                                  "source": space.source}
         if space.embedding_version != EMBEDDING_VERSION:
             log.warning("the face statistics were fitted to %s embeddings, the app makes %s: "
-                        "refit them (python -m app.pipeline.facespace)", space.embedding_version,
+                        "refit them (python -m app.pipeline.tools.facespace)", space.embedding_version,
                         EMBEDDING_VERSION)
     with PostgresStore(url) as pg:
         if not pg.can_enroll:
@@ -299,7 +299,7 @@ def to_markdown(r: dict[str, Any]) -> str:
     m = r["machine"]
     gen = r.get("generator", "uniform")
     what = ("faces drawn from the statistics of the app's real embeddings "
-            f"(`app.pipeline.facespace`, fitted to {r['face_space']['source']}, "
+            f"(`app.pipeline.tools.facespace`, fitted to {r['face_space']['source']}, "
             f"{r['face_space']['embedding_version']})" if gen == "faces" else
             "identities as uniform random directions (the worst case for a graph index)")
     lines = [

@@ -31,7 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from app.pipeline.index import CANDIDATES, FaceIndex, ef_search
+from app.pipeline.recognition.index import CANDIDATES, FaceIndex, ef_search
 from app.pipeline.types import EMBEDDING_DIM, Gallery
 
 #: Photos of five different people (shared test set), for the synthetic scenes.
@@ -122,7 +122,7 @@ def bench_stream(rec: Any, video: Path, frames: int | None = None, overlap: bool
     `Recognizer.process` reports it), wall-clock ms per frame and processed fps (stages
     overlap on two cores), and CPU ms per frame (every thread of the process).
     """
-    from app.pipeline.stream import Processed, Stream
+    from app.pipeline.recognition.stream import Processed, Stream
 
     keys = ("detect", "align", "embed", "search", "total")
     stages: dict[str, list[float]] = {k: [] for k in keys}
@@ -171,8 +171,8 @@ def bench_camera(rec: Any, video: Path) -> dict[str, Any]:
     embedding) over the wall time: 1.0 is one core kept busy; it is what decides fan noise
     and battery life on a laptop.
     """
-    from app.pipeline.sources import VideoSource
-    from app.pipeline.stream import Stream
+    from app.pipeline.recognition.sources import VideoSource
+    from app.pipeline.recognition.stream import Stream
 
     class Camera(VideoSource):
         """A video file that delivers each frame no sooner than a camera would."""
@@ -219,7 +219,7 @@ def bench_tiles(rec: Any, portraits: Sequence[np.ndarray], frames: int = 90) -> 
     until found are counted from then). Faces found, frames until all are found, and
     median ms per frame.
     """
-    from app.pipeline.tracking import TILES_PER_FRAME, FaceTracker
+    from app.pipeline.recognition.tracking import TILES_PER_FRAME, FaceTracker
 
     heights = (40, 48, 56, 64, 80)
     far = np.full((1080, 1920, 3), 90, np.uint8)
@@ -314,7 +314,7 @@ def memory_bandwidth_gbs() -> float:
     return m.nbytes / best / 1e9
 
 
-#: The synthetic galleries: ``faces`` (fitted to real embeddings, `app.pipeline.facespace`)
+#: The synthetic galleries: ``faces`` (fitted to real embeddings, `app.pipeline.tools.facespace`)
 #: or ``uniform`` (identities as uniform random directions: the worst case for a graph).
 GENERATORS = ("faces", "uniform")
 
@@ -325,7 +325,7 @@ def synthetic_gallery(n_faces: int, per_person: int = 5, seed: int = 0, kind: st
 
     ``uniform``: centres uniform on the sphere, isotropic noise set so same-identity
     cosines (~0.6) resemble real FaceNet pairs. ``faces``: centres and scatter drawn from
-    the statistics of the app's real embeddings (`app.pipeline.facespace`).
+    the statistics of the app's real embeddings (`app.pipeline.tools.facespace`).
     """
     if kind not in GENERATORS:
         raise ValueError(f"unknown generator {kind!r}: one of {', '.join(GENERATORS)}")
@@ -334,7 +334,7 @@ def synthetic_gallery(n_faces: int, per_person: int = 5, seed: int = 0, kind: st
     pids = np.repeat(np.arange(people, dtype=np.int64), per_person)[:n_faces]
     vecs = np.empty((n_faces, EMBEDDING_DIM), np.float32)
     if kind == "faces":
-        from app.pipeline.facespace import load_face_space
+        from app.pipeline.tools.facespace import load_face_space
 
         space = load_face_space()
         centres = space.centres(rng, people)
@@ -415,7 +415,7 @@ def bench_startup(video: Path, data_dir: Path) -> dict[str, float]:
     interpreter, the imports and the models' first load, which is what a user waits for.
     """
     env = {**os.environ, "FACEREC_HOME": str(data_dir)}
-    cmd = [sys.executable, "-c", "import sys; from app.pipeline.bench import first_frames; "
+    cmd = [sys.executable, "-c", "import sys; from app.pipeline.tools.bench import first_frames; "
            "first_frames(sys.argv[1], sys.argv[2], 30)", str(video), str(data_dir)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
@@ -434,9 +434,9 @@ def first_frames(video: str, data_dir: str, frames: int) -> None:
     Prints a line per processed frame (flushed, so the parent sees the first at once).
     """
     from app.config import Paths, Settings
-    from app.pipeline.recognizer import Recognizer
-    from app.pipeline.sources import VideoSource
-    from app.pipeline.stream import Stream
+    from app.pipeline.recognition.recognizer import Recognizer
+    from app.pipeline.recognition.sources import VideoSource
+    from app.pipeline.recognition.stream import Stream
 
     paths = Paths.resolve(data_dir)
     settings = Settings.load(paths.settings)
@@ -457,9 +457,9 @@ def run(photos_dir: Path, sizes: Sequence[int], quick: bool = False,
         progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Run every part; return the results as one JSON-able dict."""
     from app.config import Paths, Settings
-    from app.pipeline.align import align_face
-    from app.pipeline.embedder import FaceEmbedder, default_threads
-    from app.pipeline.recognizer import Recognizer
+    from app.pipeline.recognition.align import align_face
+    from app.pipeline.recognition.embedder import FaceEmbedder, default_threads
+    from app.pipeline.recognition.recognizer import Recognizer
 
     results: dict[str, Any] = {"machine": machine(), "date": time.strftime("%Y-%m-%d"),
                                "load_before": [round(v, 2) for v in os.getloadavg()]}
@@ -585,8 +585,8 @@ def to_markdown(r: dict[str, Any]) -> str:
             lines.append(f"| {size} at {c['camera_fps']:.0f} fps | {faces.removesuffix('face')} | "
                          f"{c['frames_delivered']} | {c['frames_processed']} | "
                          f"{c['cpu_ms_per_frame']} | **{c['cores_busy']}** |")
-    from app.pipeline.scan import NEAR_RESCAN, RESCAN_AFTER, SWEEP_FRAMES
-    from app.pipeline.tracking import TILES_PER_FRAME
+    from app.pipeline.recognition.scan import NEAR_RESCAN, RESCAN_AFTER, SWEEP_FRAMES
+    from app.pipeline.recognition.tracking import TILES_PER_FRAME
 
     lines += [
         "",

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.pipeline.index import FaceIndex
-from app.pipeline.index import person_score as index_person_score
+from app.pipeline.recognition.index import FaceIndex
+from app.pipeline.recognition.index import person_score as index_person_score
 from app.pipeline.types import EMBEDDING_DIM
 
 #: Two faces at least this similar are taken for the same person: the middle of the gap
@@ -38,7 +38,7 @@ SAME_PERSON_MIN = 0.39
 
 UNLIKE = "unlike"
 OTHER_PERSON = "other person"
-#: A stored face made by an older embedding version (`app.pipeline.outdated`): it is not
+#: A stored face made by an older embedding version (`app.pipeline.storage.outdated`): it is not
 #: checked, and not used for recognition.
 OUTDATED = "older version"
 

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from app.pipeline.errors import FacerecError
-from app.pipeline.evaluate import read_pairs
 from app.pipeline.imageio import IMAGE_SUFFIXES, display_name
+from app.pipeline.tools.evaluate import read_pairs
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from app.pipeline.detector import MIN_FACE_PX, Region, TilePlan
+from app.pipeline.recognition.detector import MIN_FACE_PX, Region, TilePlan
 from app.pipeline.types import Detection
 
 #: Side of a change cell, in pixels: the smallest face sought covers 5 x 5 cells.

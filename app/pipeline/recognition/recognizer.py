@@ -11,18 +11,18 @@ from pathlib import Path
 import numpy as np
 
 from app.config import Paths, Settings, store_location
-from app.pipeline import consistency
-from app.pipeline.align import EMBEDDING_VERSION, align_face, thumbnail_jpeg
-from app.pipeline.decision import Calibration, Decision, DecisionRule, load_calibration
-from app.pipeline.detector import REFINE_BELOW, FaceDetector, TilePlan, iou, merge_detections
-from app.pipeline.embedder import FaceEmbedder
 from app.pipeline.errors import NoFaceError, PersonError
 from app.pipeline.imageio import display_name, load_image
-from app.pipeline.index import FaceIndex
-from app.pipeline.outdated import Outdated, current_changes, current_gallery, outdated
-from app.pipeline.quality import MIN_SHARPNESS, face_sharpness
-from app.pipeline.store import Store, open_store
-from app.pipeline.tracking import FaceTracker, Track
+from app.pipeline.recognition import consistency
+from app.pipeline.recognition.align import EMBEDDING_VERSION, align_face, thumbnail_jpeg
+from app.pipeline.recognition.decision import Calibration, Decision, DecisionRule, load_calibration
+from app.pipeline.recognition.detector import REFINE_BELOW, FaceDetector, TilePlan, iou, merge_detections
+from app.pipeline.recognition.embedder import FaceEmbedder
+from app.pipeline.recognition.index import FaceIndex
+from app.pipeline.recognition.quality import MIN_SHARPNESS, face_sharpness
+from app.pipeline.recognition.tracking import FaceTracker, Track
+from app.pipeline.storage.outdated import Outdated, current_changes, current_gallery, outdated
+from app.pipeline.storage.store import Store, open_store
 from app.pipeline.types import (
     ANY_FACE,
     EMBEDDING_DIM,
@@ -140,11 +140,11 @@ def subject_face_embedding(detector: FaceDetector, embedder: FaceEmbedder,
 def make_index(store: Store, path: Path | None, settings: Settings, threads: int) -> FaceIndex:
     """The index for a store: its faces of this embedding version (`current_gallery`).
 
-    A local HNSW index, or for a shared gallery above `app.pipeline.shared.DB_SEARCH_ABOVE`
-    faces, search in the database (`app.pipeline.shared.RemoteIndex`).
+    A local HNSW index, or for a shared gallery above `app.pipeline.storage.shared.DB_SEARCH_ABOVE`
+    faces, search in the database (`app.pipeline.storage.shared.RemoteIndex`).
     """
     if hasattr(store, "match_in_database"):
-        from app.pipeline.shared import DB_SEARCH_ABOVE, RemoteIndex
+        from app.pipeline.storage.shared import DB_SEARCH_ABOVE, RemoteIndex
 
         if store.mirror.face_count() > DB_SEARCH_ABOVE:  # type: ignore[attr-defined]
             return RemoteIndex(store, threads)  # type: ignore[arg-type, return-value]

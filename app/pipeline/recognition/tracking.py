@@ -43,9 +43,9 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from app.pipeline.decision import Decision
-from app.pipeline.detector import TILE_PER_FACE, Region, iou, square_around
-from app.pipeline.scan import TileScheduler, frame_cells
+from app.pipeline.recognition.decision import Decision
+from app.pipeline.recognition.detector import TILE_PER_FACE, Region, iou, square_around
+from app.pipeline.recognition.scan import TileScheduler, frame_cells
 from app.pipeline.types import Detection
 
 #: Frames a track survives without a matching detection.
@@ -141,7 +141,7 @@ class Track:
     votes: deque[tuple[int | None, float, float]] = field(default_factory=lambda: deque(maxlen=VOTES))
     person_id: int | None = None
     similarity: float = 0.0
-    score: float = -1.0  # decision score (`app.pipeline.decision`) behind the identity
+    score: float = -1.0  # decision score (`app.pipeline.recognition.decision`) behind the identity
     embedding: np.ndarray | None = None
     suspect: np.ndarray | None = None  # an embedding unlike the track's, awaiting a second look
     candidate: int | None = None  # the best match of the latest embedding, named or not

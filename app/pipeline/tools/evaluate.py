@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from app.pipeline.errors import FacerecError
-from app.pipeline.export import write_csv
+from app.pipeline.storage.export import write_csv
 
 log = logging.getLogger(__name__)
 

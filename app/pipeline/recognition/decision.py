@@ -46,8 +46,8 @@ import numpy as np
 
 from app.config import FALSE_ACCEPT_RANGE
 from app.pipeline.errors import ModelError
-from app.pipeline.index import Match
 from app.pipeline.models import models_dir
+from app.pipeline.recognition.index import Match
 
 log = logging.getLogger(__name__)
 

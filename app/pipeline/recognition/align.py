@@ -25,10 +25,10 @@ from app.pipeline.types import Detection
 CROP_SIZE = 160
 
 #: Names the crop geometry, the preprocessing and the mean embedding subtracted
-#: (`app.pipeline.embedder`) an embedding was computed with. Embeddings of different
+#: (`app.pipeline.recognition.embedder`) an embedding was computed with. Embeddings of different
 #: versions must not be compared: a face enrolled under another version has to be
 #: embedded again from its photo (faces of other versions are left out of recognition;
-#: see `app.pipeline.recognizer`). Change it whenever the crop or the standardisation
+#: see `app.pipeline.recognition.recognizer`). Change it whenever the crop or the standardisation
 #: changes; a new mean file changes it by itself.
 EMBEDDING_VERSION = f"facenet512-20180408/mtcnn-box-v2/mean-{EMBEDDING_MEAN.sha256[:12]}"
 

@@ -43,8 +43,8 @@ import hnswlib
 import numpy as np
 
 from app.pipeline.models import sha256_of
+from app.pipeline.storage.vectorfile import fsync_dir
 from app.pipeline.types import EMBEDDING_DIM, Gallery, GalleryDelta
-from app.pipeline.vectorfile import fsync_dir
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 No gallery of a million real faces is at hand, so the benchmarks of large galleries use
 synthetic ones. Identities drawn as uniform random directions in 512 dimensions (the
-``uniform`` generator of `app.pipeline.bench`) are nearly orthogonal to one another:
+``uniform`` generator of `app.pipeline.tools.bench`) are nearly orthogonal to one another:
 no real gallery looks like that, and it is the worst case for a graph index. Real
 FaceNet embeddings fill a space of far fewer effective dimensions (on LFW, 99 % of the
 variance of the identity centres lies in about 70 of the 512) and strangers are often
@@ -26,7 +26,7 @@ Each covariance is kept as its leading eigenpairs plus the rest of its variance 
 evenly over the remaining directions (so the total variance is exact). The fitted file
 (``models/face_space.npz``, about 0.3 MB; no LFW image or embedding is in it) is made by::
 
-    python -m app.pipeline.facespace --lfw /path/to/lfw --out models/face_space.npz
+    python -m app.pipeline.tools.facespace --lfw /path/to/lfw --out models/face_space.npz
 
 which embeds every LFW photo with the app's current crop and model (about 10 minutes on
 2 cores; ``--embeddings FILE.npz`` reuses a cache with arrays ``imgs``, ``e``, ``ok``).
@@ -149,7 +149,7 @@ def load_face_space(path: Path | None = None) -> FaceSpace:
                              str(z["embedding_version"]), str(z["source"]))
     except FileNotFoundError:
         raise ModelError(f"face statistics missing: {path} (made by 'python -m "
-                         "app.pipeline.facespace'; see its docstring)") from None
+                         "app.pipeline.tools.facespace'; see its docstring)") from None
     except (OSError, KeyError, ValueError) as exc:
         raise ModelError(f"face statistics {path} are not readable: {exc}") from None
 
@@ -221,10 +221,10 @@ def fit(embeddings: np.ndarray, labels: np.ndarray, embedding_version: str, sour
 
 def _embed_lfw(lfw: Path) -> tuple[np.ndarray, np.ndarray]:
     """Every LFW photo's embedding (largest face, as `facerec eval` takes it) and its person."""
-    from app.pipeline.align import align_face
-    from app.pipeline.detector import FaceDetector
-    from app.pipeline.embedder import FaceEmbedder
     from app.pipeline.imageio import load_image
+    from app.pipeline.recognition.align import align_face
+    from app.pipeline.recognition.detector import FaceDetector
+    from app.pipeline.recognition.embedder import FaceEmbedder
 
     root = lfw / "images_deepfunneled"
     paths = sorted(root.glob("*/*.jpg"))
@@ -243,9 +243,10 @@ def _embed_lfw(lfw: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def main(argv: list[str] | None = None) -> int:
     """Fit the face statistics to LFW and write them (see the module docstring)."""
-    from app.pipeline.align import EMBEDDING_VERSION
+    from app.pipeline.recognition.align import EMBEDDING_VERSION
 
-    ap = argparse.ArgumentParser(prog="python -m app.pipeline.facespace", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m app.pipeline.tools.facespace",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("--lfw", type=Path, required=True, help="LFW folder (images_deepfunneled/)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--embeddings", type=Path,

@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.pipeline.align import EMBEDDING_VERSION
+from app.pipeline.recognition.align import EMBEDDING_VERSION
 
 if TYPE_CHECKING:
-    from app.pipeline.store import Store
+    from app.pipeline.storage.store import Store
     from app.pipeline.types import Gallery, GalleryDelta
 
 

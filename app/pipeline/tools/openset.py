@@ -29,17 +29,17 @@ from typing import Any
 
 import numpy as np
 
-from app.pipeline.align import EMBEDDING_VERSION
-from app.pipeline.decision import TAIL_FRACTION, Calibration
-from app.pipeline.detector import FaceDetector
-from app.pipeline.embedder import FaceEmbedder, person_balanced_mean
 from app.pipeline.errors import FacerecError, ImageError, NoFaceError
-from app.pipeline.evaluate import tar_at_far
 from app.pipeline.imageio import display_name, load_image, person_folders
-from app.pipeline.index import FaceIndex, Match
 from app.pipeline.models import EMBEDDER
-from app.pipeline.recognizer import Recognizer, subject_face_embedding
-from app.pipeline.store import FaceStore
+from app.pipeline.recognition.align import EMBEDDING_VERSION
+from app.pipeline.recognition.decision import TAIL_FRACTION, Calibration
+from app.pipeline.recognition.detector import FaceDetector
+from app.pipeline.recognition.embedder import FaceEmbedder, person_balanced_mean
+from app.pipeline.recognition.index import FaceIndex, Match
+from app.pipeline.recognition.recognizer import Recognizer, subject_face_embedding
+from app.pipeline.storage.store import FaceStore
+from app.pipeline.tools.evaluate import tar_at_far
 from app.pipeline.types import NewFace
 
 log = logging.getLogger(__name__)

@@ -48,7 +48,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from app.pipeline.errors import FacerecError, PersonError, StoreError
-from app.pipeline.store import (
+from app.pipeline.storage.store import (
     BUSY_TIMEOUT_MS,
     SCHEMA_VERSION,
     FaceStore,
@@ -60,8 +60,8 @@ from app.pipeline.store import (
     stored_embedding,
     writable,
 )
+from app.pipeline.storage.vectorfile import fsync_dir, pid_alive
 from app.pipeline.types import name_key, normalize_name
-from app.pipeline.vectorfile import fsync_dir, pid_alive
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ intensity variance so that dim or low-contrast light does not count as blur.
 
 It is measured on a square crop of the face, 1.2 times the detector's box, turned so
 the eyes are level (`face_sharpness`), not on the embedder's crop: that one is
-stretched (`app.pipeline.align`), which tips the balance between horizontal and
+stretched (`app.pipeline.recognition.align`), which tips the balance between horizontal and
 vertical gradients. On the same frames the square crop separates sharp from blurred
 faces better (ROC AUC 0.987 against 0.978; at a cut-off that accepts every sharp frame,
 78 % of the frames whose embedding the blur moved below cosine 0.85 of the sharp one
@@ -27,7 +27,7 @@ import math
 import cv2
 import numpy as np
 
-from app.pipeline.align import CROP_SIZE, warp
+from app.pipeline.recognition.align import CROP_SIZE, warp
 from app.pipeline.types import Detection
 
 #: Enrollment refuses a face whose `face_sharpness` is below this. Measured on 66 shared

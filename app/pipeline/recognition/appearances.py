@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from app.pipeline.store import Store
+from app.pipeline.storage.store import Store
 from app.pipeline.types import FrameResult, Sighting
 
 log = logging.getLogger(__name__)

@@ -37,9 +37,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from app.pipeline.errors import FacerecError, SourceError
-from app.pipeline.recognizer import FrameWork, Recognizer
-from app.pipeline.sources import LatestFrameGrabber, ReadAhead, SourceSpec, VideoSource
-from app.pipeline.tracking import FaceTracker
+from app.pipeline.recognition.recognizer import FrameWork, Recognizer
+from app.pipeline.recognition.sources import LatestFrameGrabber, ReadAhead, SourceSpec, VideoSource
+from app.pipeline.recognition.tracking import FaceTracker
 from app.pipeline.types import FrameResult
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
 """The face store: the source of truth for people and their faces, in one of two engines.
 
 `SqliteStore` (one SQLite file in the data directory) is the embedded default; a
-``postgresql://`` URL opens `app.pipeline.pgstore.PostgresStore` (directly) or
-`app.pipeline.shared.SharedStore` (a workstation's view of a shared gallery, with a local
+``postgresql://`` URL opens `app.pipeline.storage.pgstore.PostgresStore` (directly) or
+`app.pipeline.storage.shared.SharedStore` (a workstation's view of a shared gallery, with a local
 mirror). All share the `Store` API and its semantics, written once here.
 
 The HNSW index is derived from the store and can always be rebuilt. Every change to the
@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 3
 #: How far a stored embedding's length may be from 1: they are stored as unit float32
-#: vectors (centred on the mean face, then normalised: `app.pipeline.embedder`), whose
+#: vectors (centred on the mean face, then normalised: `app.pipeline.recognition.embedder`), whose
 #: length is 1 within ~1e-6; one flipped exponent bit moves it by far more.
 UNIT_TOLERANCE = 1e-3
 #: Bytes of a stored embedding in SQLite (schema 3+): 512 little-endian float32, then
@@ -237,7 +237,7 @@ class RowDelta:
     ``full`` means the rows are the whole gallery (the history did not reach back):
     whatever the mirror holds beyond them is gone. A full delta asked for in bulk
     carries its faces in ``bulk`` instead of ``faces``: their vectors already written to
-    a vector file (`app.pipeline.vectorfile`), the rest as arrays.
+    a vector file (`app.pipeline.storage.vectorfile`), the rest as arrays.
     """
 
     people: list[tuple[int, str, float]]
@@ -253,7 +253,7 @@ class RowDelta:
 class BulkFaces:
     """A whole gallery's faces for a mirror: vectors in a finished vector file, rows as arrays."""
 
-    writer: Any  # app.pipeline.vectorfile.VectorWriter, finished (not yet installed)
+    writer: Any  # app.pipeline.storage.vectorfile.VectorWriter, finished (not yet installed)
     ids: np.ndarray
     person_ids: np.ndarray
     created: np.ndarray
@@ -471,7 +471,7 @@ class Store:
 
     def _bulk_faces(self, con: Any, folder: Path, stem: str) -> BulkFaces:
         """Every face, its vector written to a new vector file (row by row here)."""
-        from app.pipeline.vectorfile import VectorWriter
+        from app.pipeline.storage.vectorfile import VectorWriter
 
         rows = self._face_rows(con, -1)
         writer = VectorWriter(folder, stem)
@@ -1175,7 +1175,7 @@ class SqliteStore(Store):
               float(r.similarity), r.source, r.track, r.station) for r in rows])
         return int(con.total_changes - before)
 
-    # -- a local mirror of a shared store (see app.pipeline.shared) -------------
+    # -- a local mirror of a shared store (see app.pipeline.storage.shared) -------------
     def mirror_meta(self) -> dict[str, str]:
         """The mirror's bookkeeping: ``upstream`` generation and ``store_id`` it reflects."""
         return {k[len("mirror_"):]: v for k, v in self._read(
@@ -1215,10 +1215,10 @@ class SqliteStore(Store):
             self._scrub()
         return True
 
-    # -- the vector file of a mirror (app.pipeline.vectorfile) ------------------------
+    # -- the vector file of a mirror (app.pipeline.storage.vectorfile) ------------------------
     def _vector_file(self, name: str | None, *, writable: bool = False) -> Any:
         """The mirror's vector file called *name* (None if it has none)."""
-        from app.pipeline.vectorfile import VectorFile
+        from app.pipeline.storage.vectorfile import VectorFile
 
         if not name:
             return None
@@ -1232,7 +1232,7 @@ class SqliteStore(Store):
 
     def _tidy_vectors(self, removed: list[int]) -> None:
         """Zero removed faces' vectors; delete vector files no longer pointed at."""
-        from app.pipeline.vectorfile import remove_unused
+        from app.pipeline.storage.vectorfile import remove_unused
 
         with self._write(bump=False) as (con, _):
             row = con.execute("SELECT value FROM meta WHERE key = 'mirror_vectors'").fetchone()
@@ -1485,7 +1485,7 @@ def open_store(location: str | os.PathLike[str], *, cache_dir: Path | None = Non
     StoreError
         If it cannot be opened, or the URL's scheme is not supported.
     """
-    from app.pipeline.backup import remove_stale_temps
+    from app.pipeline.storage.backup import remove_stale_temps
 
     text = str(location)
     # Plaintext copies of a gallery that a killed backup or restore left go first.
@@ -1498,9 +1498,9 @@ def open_store(location: str | os.PathLike[str], *, cache_dir: Path | None = Non
     if scheme not in ("postgresql", "postgres"):
         raise StoreError(f"unsupported store URL scheme {scheme!r}: use postgresql://...")
     if cache_dir is not None:
-        from app.pipeline.shared import SharedStore
+        from app.pipeline.storage.shared import SharedStore
 
         return SharedStore(text, cache_dir, background=background)
-    from app.pipeline.pgstore import PostgresStore
+    from app.pipeline.storage.pgstore import PostgresStore
 
     return PostgresStore(text)

@@ -1,0 +1,1 @@
+"""The gallery on disk and shared: SQLite and PostgreSQL stores, the mirror, backups."""

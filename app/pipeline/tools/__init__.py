@@ -1,0 +1,1 @@
+"""Measuring the pipeline: benchmarks, LFW and open-set evaluation, synthetic galleries."""
