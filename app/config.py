@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from app import APP_NAME
-from app.pipeline.errors import DataDirError
+from app.errors import DataDirError
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from app.pipeline.storage.export import open_private
+from app.files import open_private
 
 FILE_FORMAT = "%(asctime)s %(levelname)-7s tid0x%(thread)x %(name)s: %(message)s"
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from app.errors import DataDirError as DataDirError
+from app.errors import FacerecError as FacerecError
+
 if TYPE_CHECKING:
     from app.pipeline.types import Refusal
-
-class FacerecError(Exception):
-    """Base class: ``str(exc)`` is a one-line, user-facing reason."""
 
 
 class ImageError(FacerecError):
@@ -25,10 +25,6 @@ class NoFaceError(FacerecError):
 
 class ModelError(FacerecError):
     """A model file is missing, truncated, altered or cannot be loaded."""
-
-
-class DataDirError(FacerecError):
-    """The data directory cannot be used: not a directory, not ours, not creatable."""
 
 
 class StoreError(FacerecError):

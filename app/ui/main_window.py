@@ -36,9 +36,9 @@ from PySide6.QtWidgets import (
 
 from app import __version__
 from app.config import Paths, Settings
+from app.files import open_private
 from app.pipeline.errors import PersonError
 from app.pipeline.recognition.sources import SourceKind, SourceSpec
-from app.pipeline.storage.export import open_private
 from app.pipeline.types import name_key, normalize_name
 from app.ui import palette
 from app.ui.corrections import Outcome, correction_job
