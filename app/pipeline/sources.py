@@ -182,7 +182,9 @@ class VideoSource:
         try:
             ok, bgr = self._cap.read()
             if ok and self._jpeg and bgr is not None and bgr.ndim == 2 and bgr.shape[0] == 1:
-                rgb: np.ndarray | None = cv2.imdecode(bgr, cv2.IMREAD_COLOR_RGB)
+                # One row of JPEG bytes; an empty row, or one that does not decode, is a
+                # failed read (imdecode asserts on an empty buffer).
+                rgb: np.ndarray | None = cv2.imdecode(bgr, cv2.IMREAD_COLOR_RGB) if bgr.size else None
                 return rgb if rgb is not None and rgb.size else None
         except cv2.error as exc:
             raise SourceError(f"{self.spec.describe()}: decode error ({exc})") from None
