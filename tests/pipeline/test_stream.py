@@ -94,6 +94,28 @@ def test_read_ahead_closed_midway_stops_and_releases(face_video: Path) -> None:
     assert source._cap is None  # released by the reader thread
 
 
+class _RawJpegFile(VideoSource):
+    """An MJPG file whose capture hands over each frame's JPEG bytes, as a V4L2 webcam's does."""
+
+    def _open(self, width: int | None, height: int | None) -> cv2.VideoCapture:
+        cap = super()._open(width, height)
+        assert cap.set(cv2.CAP_PROP_FORMAT, -1)
+        self._jpeg = True
+        return cap
+
+
+def test_a_camera_s_jpeg_frames_are_decoded_here_to_rgb(face_video: Path) -> None:
+    # The frames are the ones OpenCV decodes itself (FFmpeg's decoder here: a grey level
+    # apart at most on average), in RGB order, not BGR.
+    with VideoSource(str(face_video)) as plain, _RawJpegFile(str(face_video)) as raw:
+        assert raw._jpeg
+        for _ in range(3):
+            a, b = plain.read(), raw.read()
+            assert a is not None and b is not None and a.shape == b.shape == (480, 640, 3)
+            assert float(np.abs(a.astype(np.int16) - b).mean()) < 1.5
+            assert np.abs(a.mean(axis=(0, 1)) - b.mean(axis=(0, 1))).max() < 1.0
+
+
 def test_run_stream_reports_each_frame_once(rec: Recognizer, face_video: Path) -> None:
     seen = []
     with Stream(rec, str(face_video), lambda p: seen.append((p.result.frame_index, p.tag))) as stream:

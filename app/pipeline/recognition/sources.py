@@ -93,6 +93,8 @@ class VideoSource:
         self.frames_read = 0
         #: Milliseconds the last `read` spent reading and decoding.
         self.read_ms = 0.0
+        #: Whether the capture hands over each frame's JPEG bytes, decoded here (`_raw_jpeg`).
+        self._jpeg = False
         self._cap = self._open(width, height)
         self.fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         if not (0.0 < self.fps < 1000.0):
@@ -101,6 +103,12 @@ class VideoSource:
         self.frame_count = count if self.spec.kind == SourceKind.FILE and count > 0 else None
         t0 = time.perf_counter()
         first = self._read_raw()
+        if self._jpeg and (first is None or (first.shape[1], first.shape[0]) != self._size()):
+            # Not the frames the camera announced: let OpenCV decode, as it otherwise does.
+            log.info("%s: its JPEG frames do not decode here; OpenCV decodes them",
+                     self.spec.describe())
+            self._jpeg = False
+            first = self._read_raw() if self._let_opencv_decode() else None
         self.read_ms = (time.perf_counter() - t0) * 1e3
         if first is None:
             self._cap.release()
@@ -130,6 +138,7 @@ class VideoSource:
                 cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
                 cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+            self._raw_jpeg(cap)
         else:
             # Bounded waits: an unreachable camera would otherwise block the caller for
             # FFmpeg's default ~30 s (and a GUI worker could not stop in time).
@@ -143,9 +152,40 @@ class VideoSource:
                 raise SourceError(f"cannot open stream {spec.target}")
         return cap
 
+    def _raw_jpeg(self, cap: cv2.VideoCapture) -> None:
+        """Have a Motion-JPEG camera hand over its frames undecoded, to decode them to RGB.
+
+        OpenCV's V4L2 backend decodes each MJPG frame with `cv2.imdecode` to BGR, which we
+        then turned into RGB: a pass over the frame that decoding straight to RGB
+        (``IMREAD_COLOR_RGB``: the same decoder, the same pixels) saves.
+        With ``CAP_PROP_CONVERT_RGB`` off that backend returns the frame's bytes as one
+        row. Only that backend and format are switched; anything else is decoded by
+        OpenCV as before, and so is this one if its first frame does not decode to the
+        announced size (`__init__`).
+        """
+        flag = getattr(cv2, "IMREAD_COLOR_RGB", None)
+        fourcc = int(cap.get(cv2.CAP_PROP_FOURCC) or 0).to_bytes(4, "little")
+        if (flag is not None and fourcc in (b"MJPG", b"JPEG")
+                and cap.getBackendName() == "V4L2" and cap.set(cv2.CAP_PROP_CONVERT_RGB, 0)):
+            self._jpeg = True
+
+    def _let_opencv_decode(self) -> bool:
+        """Undo `_raw_jpeg`: OpenCV decodes the frames again; False if it cannot."""
+        return bool(self._cap.set(cv2.CAP_PROP_CONVERT_RGB, 1))
+
+    def _size(self) -> tuple[int, int]:
+        """The frame size the capture announces (width, height)."""
+        return (int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
+                int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0))
+
     def _read_raw(self) -> np.ndarray | None:
         try:
             ok, bgr = self._cap.read()
+            if ok and self._jpeg and bgr is not None and bgr.ndim == 2 and bgr.shape[0] == 1:
+                # One row of JPEG bytes; an empty row, or one that does not decode, is a
+                # failed read (imdecode asserts on an empty buffer).
+                rgb: np.ndarray | None = cv2.imdecode(bgr, cv2.IMREAD_COLOR_RGB) if bgr.size else None
+                return rgb if rgb is not None and rgb.size else None
         except cv2.error as exc:
             raise SourceError(f"{self.spec.describe()}: decode error ({exc})") from None
         if not ok or bgr is None or bgr.size == 0:

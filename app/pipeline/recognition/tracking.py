@@ -23,14 +23,15 @@ after `LENS_FRAMES` frames, and at once when that fails. A face about to be embe
 detected once more anyway (`FaceDetector.refine`), around the stand-in's box.
 
 Larger faces get a lens too: their whole-frame detection and patch. When every tracked face
-was confirmed by a detector pass in the frame before, its motion since is measured surely
-(`COAST_MIN_RESPONSE`) and is small (`COAST_MAX_MOVE`), and the tile scan saw nothing change
-away from the tracked faces, the frame *coasts*: the faces' detections, moved with them,
-stand in for the whole-frame pass and the regions (the tiles due are still scanned). A
-frame after a coasting one never coasts, so the whole-frame pass still runs on every other
-frame at least, and a new large face is found at most a frame later. A large face embedded
-in a coasting frame is located by a whole-frame pass first (`Recognizer.name_faces`), so its
-crop is the one it would have had.
+was confirmed by the last detector pass (the last frame that did not coast), its motion
+since is measured surely (`COAST_MIN_RESPONSE`) and is small (`COAST_MAX_MOVE`), and the
+tile scan saw nothing change away from the tracked faces, the frame *coasts*: the faces'
+detections, moved with them, stand in for the whole-frame pass and the regions (the tiles
+due are still scanned). At most `COAST_RUN` frames in a row coast, so the whole-frame pass
+still runs on one frame in ``COAST_RUN + 1`` at least, and a new large face is found at most
+`COAST_RUN` frames later (sooner when it appears away from the tracked faces: that change
+stops the coasting). A large face embedded in a coasting frame is located by a whole-frame
+pass first (`Recognizer.name_faces`), so its crop is the one it would have had.
 """
 
 from __future__ import annotations
@@ -110,6 +111,8 @@ LENS_MAX_SCALE = 1.1
 COAST_MAX_MOVE = 0.1
 #: ...as surely as this (phase correlation's response).
 COAST_MIN_RESPONSE = 0.5
+#: Most frames in a row that coast: two of three frames at most skip the whole-frame pass.
+COAST_RUN = 2
 
 
 @dataclass(frozen=True)
@@ -258,6 +261,7 @@ class FaceTracker:
         self._looks = 0  # frames `look` has seen
         #: Whether the last frame coasted (`look`): no whole-frame pass ran.
         self.coasted = False
+        self._coasting = 0  # frames in a row that coasted, up to the last one
         self._cells: tuple[np.ndarray, np.ndarray] | None = None  # (frame, its cells)
 
     def reset(self) -> None:
@@ -267,6 +271,7 @@ class FaceTracker:
         self._seen_ids = []
         self._lenses.clear()
         self.coasted = False
+        self._coasting = 0
         if self._scan is not None:
             self._scan.reset()
 
@@ -322,8 +327,10 @@ class FaceTracker:
         self._cells = (rgb, cells)
         self._looks += 1
         tiles = self._scan.take(cells, self._seen, self.tiles_per_frame)
-        coasted = None if self._scan.changed_away or self.coasted else self._coast(rgb)
+        coasted = (None if self._scan.changed_away or self._coasting >= COAST_RUN
+                   else self._coast(rgb))
         self.coasted = coasted is not None
+        self._coasting = self._coasting + 1 if self.coasted else 0
         if coasted is not None:
             return tiles, coasted, None
         whole = whole_pass()
@@ -346,14 +353,15 @@ class FaceTracker:
         return out + tiles, views, whole
 
     def _coast(self, rgb: np.ndarray) -> list[Detection] | None:
-        """Every tracked face's stand-in, if each was seen in the last frame and holds still."""
+        """Every tracked face's stand-in, if each was seen by the last pass and holds still."""
         if not self._seen:
             return None
         h, w = rgb.shape[:2]
+        last_pass = self._looks - 1 - self._coasting  # the last frame that did not coast
         out = []
         for tid, seen in zip(self._seen_ids, self._seen):
             lens = self._lenses.get(tid)
-            if lens is None or lens.seen != self._looks - 1 or self._looks - lens.at >= LENS_FRAMES:
+            if lens is None or lens.seen != last_pass or self._looks - lens.at >= LENS_FRAMES:
                 return None
             dx, dy, sure = lens.shift(rgb)
             if sure < COAST_MIN_RESPONSE or math.hypot(dx, dy) > COAST_MAX_MOVE * seen.raw_box[3]:
