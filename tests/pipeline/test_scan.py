@@ -74,7 +74,10 @@ def test_a_tracked_face_moving_costs_one_tile_a_frame_at_most() -> None:
         for _ in range(20):  # every tile scanned once
             scan.take(frame_cells(f), [d], TILES_PER_FRAME)
         out = []
-        for i in range(NEAR_RESCAN + 20):
+        # Until just before the sweep (SWEEP_FRAMES after the first scans) could pick a
+        # tile far from the face; a tile near it is due again after NEAR_RESCAN in that time.
+        assert NEAR_RESCAN + 5 < SWEEP_FRAMES - 20
+        for i in range(SWEEP_FRAMES - 20):
             f, d = frame_with_face(400 + round(60 * np.sin(i / 8)))  # to and fro
             out.append(scan.take(frame_cells(f), [d] if track else [], TILES_PER_FRAME))
         return out
