@@ -94,6 +94,32 @@ def test_read_ahead_closed_midway_stops_and_releases(face_video: Path) -> None:
     assert source._cap is None  # released by the reader thread
 
 
+def test_a_motion_jpeg_file_is_decoded_on_one_thread(face_video: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # FFmpeg's frame threads only cost CPU for a reader on a thread of its own: a
+    # Motion-JPEG file is opened again with one decoding thread, and gives the same pixels.
+    cap = cv2.VideoCapture(str(face_video))
+    expected = []
+    while (got := cap.read())[0]:
+        expected.append(cv2.cvtColor(got[1], cv2.COLOR_BGR2RGB))
+    cap.release()
+    opened: list[tuple] = []
+    real = cv2.VideoCapture
+
+    def spy(*args: object) -> cv2.VideoCapture:
+        opened.append(args[2:])
+        return real(*args)
+
+    monkeypatch.setattr(cv2, "VideoCapture", spy)
+    with VideoSource(str(face_video)) as source:
+        frames = []
+        while (frame := source.read()) is not None:
+            frames.append(frame)
+    assert opened[-1] == ([cv2.CAP_PROP_N_THREADS, 1],)
+    assert len(frames) == len(expected) == 72
+    assert all(np.array_equal(a, b) for a, b in zip(frames, expected))
+
+
 class _RawJpegFile(VideoSource):
     """An MJPG file whose capture hands over each frame's JPEG bytes, as a V4L2 webcam's does."""
 
