@@ -78,3 +78,12 @@ def test_bench_compare_refuses_a_file_that_is_not_a_run(capsys, tmp_path: Path) 
     assert main(["bench", "--compare", str(tmp_path / "missing.json"), "--load", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "not a saved benchmark run" in err and "missing.json: no such file" in err
+
+
+def test_a_repeated_measurement_reports_its_median_run() -> None:
+    from app.pipeline.tools.bench import median_run
+
+    runs = iter([{"wall_ms": 12.5, "cpu": "a"}, {"wall_ms": 9.7, "cpu": "b"},
+                 {"wall_ms": 10.4, "cpu": "c"}])
+    row = median_run(lambda: next(runs), "wall_ms", 3)
+    assert row == {"wall_ms": 10.4, "cpu": "c", "runs": [12.5, 9.7, 10.4]}
