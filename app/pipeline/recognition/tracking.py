@@ -545,11 +545,19 @@ def _holds(region: Region, box: tuple[float, float, float, float], side: int) ->
 
 
 def patch_sharpness(rgb: np.ndarray, det: Detection, size: int = 48) -> float:
-    """Variance of the Laplacian of the face box, shrunk to a fixed small patch."""
+    """Variance of the Laplacian of the face box, shrunk to a fixed small patch.
+
+    Bilinear to twice the size, then an area average (as `_grey_patch`): 0.05 ms for a
+    300 px face against 0.33 ms for an area average straight from the frame, and it runs
+    for every tracked face on every frame. Only its ratio between two frames of one face
+    is used (`SHARPER`): on the bench videos and clips that ratio moves as the area
+    average's does (largest over 2-8 frames 1.12-1.87 against 1.10-1.77).
+    """
     x, y, w, h = det.box
     patch = rgb[y:y + h, x:x + w]
     if patch.size == 0:
         return 0.0
-    grey = cv2.cvtColor(cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA),
+    twice = cv2.resize(patch, (2 * size, 2 * size), interpolation=cv2.INTER_LINEAR)
+    grey = cv2.cvtColor(cv2.resize(twice, (size, size), interpolation=cv2.INTER_AREA),
                         cv2.COLOR_RGB2GRAY)
     return float(cv2.Laplacian(grey, cv2.CV_32F).var())
