@@ -36,6 +36,7 @@ def test_bench_quick(capsys, tmp_path: Path) -> None:
         # for the report to say: it depends on how busy the machine is)
         assert 0 < cam["frames_processed"] <= cam["frames_delivered"]
         assert cam["camera_fps"] == 30.0 and 0 < cam["cores_busy"] <= r["machine"]["cores"]
+        assert 0 < cam["cores_busy_steady"] <= r["machine"]["cores"]  # from the second second on
     tiles = {(t["scene"], t["tiles"]): t for t in r["tiles"]}
     small = [t for (scene, on), t in tiles.items() if scene.startswith("1080p")]
     assert {t["tiles"]: t["faces_found"] for t in small} == {True: 5, False: 0}
