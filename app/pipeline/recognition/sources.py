@@ -164,8 +164,7 @@ class VideoSource:
         announced size (`__init__`).
         """
         flag = getattr(cv2, "IMREAD_COLOR_RGB", None)
-        fourcc = _fourcc(cap)
-        if (flag is not None and fourcc in (b"MJPG", b"JPEG")
+        if (flag is not None and fourcc(cap) in (b"MJPG", b"JPEG")
                 and cap.getBackendName() == "V4L2" and cap.set(cv2.CAP_PROP_CONVERT_RGB, 0)):
             self._jpeg = True
 
@@ -305,7 +304,7 @@ def _open_file(p: Path) -> cv2.VideoCapture:
     4K H.264 frame on one thread would take longer than a frame lasts.
     """
     cap = _capture(p)
-    if cap.isOpened() and _fourcc(cap) in (b"MJPG", b"JPEG") and cap.getBackendName() == "FFMPEG":
+    if cap.isOpened() and fourcc(cap) in (b"MJPG", b"JPEG") and cap.getBackendName() == "FFMPEG":
         single = _capture(p, [cv2.CAP_PROP_N_THREADS, 1])
         if single.isOpened():
             cap.release()
@@ -313,7 +312,7 @@ def _open_file(p: Path) -> cv2.VideoCapture:
     return cap
 
 
-def _fourcc(cap: cv2.VideoCapture) -> bytes:
+def fourcc(cap: cv2.VideoCapture) -> bytes:
     """The capture's codec as four bytes (e.g. b"MJPG"); a backend may report -1."""
     return (int(cap.get(cv2.CAP_PROP_FOURCC) or 0) & 0xFFFFFFFF).to_bytes(4, "little")
 

@@ -174,7 +174,7 @@ def bench_camera(rec: Any, video: Path) -> dict[str, Any]:
     process (every thread: decoding, detection, embedding) over the wall time: 1.0 is one
     core kept busy; it is what decides fan noise and battery life on a laptop.
     """
-    from app.pipeline.recognition.sources import VideoSource
+    from app.pipeline.recognition.sources import VideoSource, fourcc
     from app.pipeline.recognition.stream import Processed, Stream
 
     class Camera(VideoSource):
@@ -186,9 +186,8 @@ def bench_camera(rec: Any, video: Path) -> dict[str, Any]:
 
         def _open(self, width: int | None, height: int | None) -> cv2.VideoCapture:
             cap = super()._open(width, height)
-            fourcc = int(cap.get(cv2.CAP_PROP_FOURCC) or 0).to_bytes(4, "little")
             # The file's packets, undecoded: what a webcam's V4L2 driver hands over.
-            if fourcc == b"MJPG" and cap.set(cv2.CAP_PROP_FORMAT, -1):
+            if fourcc(cap) == b"MJPG" and cap.set(cv2.CAP_PROP_FORMAT, -1):
                 self._jpeg = True
             return cap
 
